@@ -1,0 +1,73 @@
+"""Reach the Docker engine, installing and starting Debian's docker.io where that is possible and allowed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+import docker
+from docker.errors import DockerException
+
+from .errors import LabError
+
+DOCKERD_LOG = Path("/var/log/orthanc-harden-dockerd.log")
+START_TIMEOUT = 60.0
+
+
+def _ping() -> docker.DockerClient | None:
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except DockerException:
+        return None
+
+
+def _is_debian_root() -> bool:
+    return os.geteuid() == 0 and Path("/etc/debian_version").exists() and shutil.which("apt-get") is not None
+
+
+def apt_install(packages: list[str], say: Callable[[str], None]) -> None:
+    """Install Debian packages non-interactively; one LabError line on failure."""
+    say(f"installing Debian package(s): {' '.join(packages)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *packages]):
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise LabError(f"'{' '.join(argv[:2])}' failed installing {' '.join(packages)}: {last}")
+
+
+def ensure_engine(say: Callable[[str], None], allow_install: bool = True) -> docker.DockerClient:
+    """Return a client for a running engine, starting one on Debian/Ubuntu as root when none answers."""
+    client = _ping()
+    if client:
+        return client
+    endpoint = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    # ORTHANC_HARDEN_LAB_ENGINE_AUTOSTART=0 forbids installing/starting an engine (useful on shared machines).
+    allow_install = allow_install and os.environ.get("ORTHANC_HARDEN_LAB_ENGINE_AUTOSTART", "1") != "0"
+    if not (allow_install and _is_debian_root()):
+        raise LabError(
+            f"no Docker engine answers at {endpoint}; start one (this machine is not Debian/Ubuntu as root, "
+            "so the lab will not install it)"
+        )
+    if shutil.which("dockerd") is None:
+        apt_install(["docker.io"], say)
+    if Path("/run/systemd/system").exists():
+        say("starting the Docker engine: systemctl start docker")
+        subprocess.run(["systemctl", "start", "docker"], capture_output=True, timeout=120)
+    else:
+        say(f"starting the Docker engine: dockerd (log: {DOCKERD_LOG})")
+        with open(DOCKERD_LOG, "ab") as log:
+            subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        client = _ping()
+        if client:
+            return client
+        time.sleep(1)
+    raise LabError(f"the Docker engine did not answer within {START_TIMEOUT:.0f}s; see {DOCKERD_LOG}")

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set everything up, start the lab of vulnerable Orthanc servers, and look at them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+
+orthanc-harden lab up
+echo
+echo "== What a vulnerable server looks like: anonymous GET /system answers with its details =="
+port=$(python -c 'from orthanc_harden.lab import state; print(state.load(state.lab_dir())["hosts"][0]["http_port"])')
+curl -s -o /dev/null -w 'anonymous GET http://127.0.0.1:%{url.port}/system -> HTTP %{http_code}\n' "http://127.0.0.1:$port/system"
+echo
+echo "== The same hosts through pyinfra over SSH =="
+pyinfra -y inventories/lab.py --limit package_hosts exec -- \
+  "grep -E '\"(RemoteAccessAllowed|AuthenticationEnabled)\"' /etc/orthanc/orthanc.json"

@@ -1,0 +1,63 @@
+"""Lab pieces that need no engine: port layout, keys, known_hosts, seed DICOM, vulnerable-config recipe."""
+
+from __future__ import annotations
+
+import io
+import stat
+
+import paramiko
+import pydicom
+import pytest
+
+from orthanc_harden.lab import fleet, keys, seed
+from orthanc_harden.lab.errors import LabError
+
+
+def test_ports_are_distinct_and_stable():
+    spec = fleet.LabSpec(hosts=3, containers=2, port_base=42200)
+    layout = {m.name: m.ports for m in fleet.members(spec)}
+    assert layout["lab-pkg-1"] == {"ssh": 42210, "http": 42211, "dicom": 42212}
+    assert layout["lab-docker-2"] == {"http": 42721, "dicom": 42722}
+    every = [p for ports in layout.values() for p in ports.values()]
+    assert len(every) == len(set(every))
+    # Adding package hosts never moves a container host's ports.
+    bigger = {m.name: m.ports for m in fleet.members(fleet.LabSpec(hosts=9, containers=2, port_base=42200))}
+    assert bigger["lab-docker-2"] == layout["lab-docker-2"]
+
+
+@pytest.mark.parametrize("kwargs, cause", [
+    ({"hosts": 0}, "--hosts"), ({"containers": 10}, "--containers"), ({"port_base": 80}, "--port-base"),
+    ({"lab": "a b"}, "lab name"),
+])
+def test_bad_spec_is_refused(kwargs, cause):
+    with pytest.raises(LabError, match=cause):
+        fleet.LabSpec(**kwargs).validate()
+
+
+def test_client_key_is_private_and_stable(tmp_path):
+    path, public = keys.ensure_client_key(tmp_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert public.startswith("ssh-ed25519 ")
+    loaded = paramiko.Ed25519Key.from_private_key_file(str(path))
+    assert f"{loaded.get_name()} {loaded.get_base64()}" == public
+    assert keys.ensure_client_key(tmp_path) == (path, public)
+
+
+def test_known_hosts_uses_bracketed_ports(tmp_path):
+    _, public = keys.new_ed25519()
+    target = tmp_path / "known_hosts"
+    keys.write_known_hosts(target, [("127.0.0.1", 42210, public), ("10.0.0.1", 22, public)])
+    host_keys = paramiko.HostKeys(str(target))
+    assert host_keys.lookup("[127.0.0.1]:42210")["ssh-ed25519"].get_base64() == public.split()[1]
+    assert host_keys.lookup("10.0.0.1") is not None
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_seed_instances_are_valid_and_deterministic():
+    first = seed.make_instance("lab-pkg-1", 1)
+    assert first == seed.make_instance("lab-pkg-1", 1)
+    ds = pydicom.dcmread(io.BytesIO(first))
+    assert ds.Modality == "CT" and ds.PatientID == "OHLAB-lab-pkg-1" and (ds.Rows, ds.Columns) == (16, 16)
+    assert len(ds.PixelData) == 16 * 16 * 2
+    other = pydicom.dcmread(io.BytesIO(seed.make_instance("lab-pkg-2", 1)))
+    assert other.SOPInstanceUID != ds.SOPInstanceUID and other.StudyInstanceUID != ds.StudyInstanceUID
