@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
 export PATH="$PWD/.venv/bin:$PATH"
 
-.venv/bin/ruff check orthanc_harden tests deploys inventories bench || exit 1
+.venv/bin/ruff check . || exit 1
 .venv/bin/python -m pytest -ra -p no:cacheprovider "$@" tests
 rc=$?
 if [ "$rc" = 5 ]; then
