@@ -60,12 +60,54 @@ def _lab_down(args) -> int:
     return 0
 
 
+def _audit(args) -> int:
+    from .audit import render, run
+
+    total = None
+
+    def progress_line(host_name: str, rows: list[dict]) -> None:
+        verdicts = ", ".join(sorted({r["status"] for r in rows}))
+        if progress is not None:
+            progress.advance(task)
+        else:
+            err.print(f"audited {host_name}: {verdicts}", markup=False)
+
+    progress = None
+    if err.is_terminal:
+        from rich.progress import Progress
+
+        progress = Progress(console=err, transient=True)
+        progress.start()
+        task = progress.add_task("auditing", total=total)
+    try:
+        report = run.audit(args.inventory, limit=args.limit, parallel=args.parallel, on_host=progress_line)
+    finally:
+        if progress is not None:
+            progress.stop()
+    out.print(render.table(report))
+    if args.json:
+        text = render.to_json(report)
+        if args.json == "-":
+            sys.stdout.write(text)
+        else:
+            with open(args.json, "w") as handle:
+                handle.write(text)
+    return report["exit_code"]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .lab import image, state
+    from .lab import DEFAULT_MIRROR, state
 
     parser = argparse.ArgumentParser(prog="orthanc-harden", description=__doc__)
     parser.add_argument("--version", action="version", version=f"orthanc-harden {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    audit = commands.add_parser("audit", help="read-only: find every Orthanc and report CVE-2025-0896 exposure")
+    audit.add_argument("inventory", help="a pyinfra inventory (file, host list or module.function)")
+    audit.add_argument("--json", metavar="FILE", help="also write the report as JSON ('-' for stdout)")
+    audit.add_argument("--limit", action="append", metavar="PATTERN", help="host name glob or group (repeatable)")
+    audit.add_argument("--parallel", type=int, default=20, help="hosts audited at once (default 20)")
+    audit.set_defaults(handler=_audit)
 
     lab = commands.add_parser("lab", help="a local lab of vulnerable Orthanc hosts (Docker)")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True)
@@ -73,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--hosts", type=int, default=3, help="package hosts (systemd + sshd + Debian's Orthanc)")
     up.add_argument("--containers", type=int, default=1, help="hosts where Orthanc is the container's process")
     up.add_argument("--port-base", type=int, default=42200, help="first of the 127.0.0.1 ports the lab publishes")
-    up.add_argument("--mirror", default=image.DEFAULT_MIRROR, help="Debian mirror for the image build")
+    up.add_argument("--mirror", default=DEFAULT_MIRROR, help="Debian mirror for the image build")
     up.set_defaults(handler=_lab_up)
     status = lab_commands.add_parser("status", help="show the lab hosts and whether they answer anonymously")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -89,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     from .lab.errors import LabError
 
     args = build_parser().parse_args(argv)
+    if args.command != "lab":
+        # pyinfra runs hosts in gevent greenlets: sockets must be cooperative before paramiko/docker load.
+        from gevent import monkey
+
+        monkey.patch_all()
     try:
         return args.handler(args)
     except LabError as error:

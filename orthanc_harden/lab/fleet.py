@@ -21,7 +21,7 @@ import requests
 from docker.errors import APIError, NotFound
 from docker.models.containers import Container
 
-from . import engine, image, keys, seed, state
+from . import DEFAULT_MIRROR, engine, image, keys, seed, state
 from .errors import LabError
 
 READY_TIMEOUT = 180.0
@@ -45,7 +45,7 @@ class LabSpec:
     hosts: int = 3
     containers: int = 1
     port_base: int = 42200
-    mirror: str = image.DEFAULT_MIRROR
+    mirror: str = DEFAULT_MIRROR
 
     def validate(self) -> None:
         if not (1 <= self.hosts <= 40 and 0 <= self.containers <= 9):

@@ -20,11 +20,10 @@ from typing import Callable
 import docker
 from docker.errors import APIError, BuildError, ImageNotFound
 
-from . import engine
+from . import DEFAULT_MIRROR, engine
 from .errors import LabError
 
 SUITE = "bookworm"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "openssh-server", "orthanc", "curl", "ca-certificates",
     "ufw", "nftables", "iptables", "iproute2", "procps", "python3",

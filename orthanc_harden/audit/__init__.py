@@ -1,0 +1,1 @@
+"""Read-only discovery and audit of Orthanc across an inventory."""

@@ -1,0 +1,172 @@
+"""Discover Orthanc containers through the Docker Engine API and describe them like the host probe does."""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+import re
+import tarfile
+
+import docker
+from docker.errors import APIError, DockerException, NotFound
+
+from ..facts import host_probe
+
+KNOWN_IMAGES = {"jodogne/orthanc": "jodogne", "osimis/orthanc": "osimis", "orthancteam/orthanc": "orthancteam"}
+# osimis/orthancteam images generate their configuration at start with these defaults (Orthanc Book, Docker page).
+FAMILY_DEFAULTS = {"osimis": {"RemoteAccessAllowed": True, "AuthenticationEnabled": True},
+                   "orthancteam": {"RemoteAccessAllowed": True, "AuthenticationEnabled": True}}
+IMAGE_STORAGE = "/var/lib/orthanc/db"
+
+
+def client_for(url: str, tls: dict | None = None, timeout: int = 30) -> docker.DockerClient:
+    """unix:// and tcp:// (TLS client certificates from ``tls = {"ca", "cert", "key"}``)."""
+    tls_config = None
+    if tls:
+        tls_config = docker.tls.TLSConfig(client_cert=(tls["cert"], tls["key"]), ca_cert=tls["ca"], verify=True)
+    return docker.DockerClient(base_url=url, tls=tls_config, timeout=timeout)
+
+
+def family(container) -> str | None:
+    image = container.attrs["Config"].get("Image", "")
+    repo = re.sub(r"[:@].*$", "", image.split("/", 1)[1] if image.count("/") >= 2 else image)
+    for known, name in KNOWN_IMAGES.items():
+        if repo.startswith(known):
+            return name
+    argv = (container.attrs["Config"].get("Entrypoint") or []) + (container.attrs["Config"].get("Cmd") or [])
+    path = container.attrs.get("Path", "")
+    if posixpath.basename(path) == "Orthanc" or any(posixpath.basename(a) == "Orthanc" for a in argv[:1]):
+        return "other"
+    return None
+
+
+def _env_value(raw: str):
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def env_config(env: list[str]) -> tuple[list[dict], list[str]]:
+    """ORTHANC__SECTION__KEY=... and ORTHANC_JSON as pseudo-files; *_SECRET names only (values are file paths)."""
+    files, secrets = [], []
+    for item in env:
+        name, _, raw = item.partition("=")
+        if name == "ORTHANC_JSON":
+            files.append(_describe("env:ORTHANC_JSON", raw.encode()))
+        elif name.startswith("ORTHANC__"):
+            if name.endswith("_SECRET"):
+                secrets.append(name)
+                continue
+            parts = name[len("ORTHANC__"):].split("__")
+            key = "".join(word.capitalize() for word in parts[0].split("_"))
+            if len(parts) == 1:
+                files.append(_describe(f"env:{name}", json.dumps({key: _env_value(raw)}).encode()))
+    return files, secrets
+
+
+def _describe(path: str, raw: bytes, meta: dict | None = None) -> dict:
+    """Same shape as host_probe.read_config_file, from bytes already read (secrets dropped here, in memory)."""
+    entry = {"path": path, **(meta or {})}
+    try:
+        data = host_probe.parse_config(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        entry["parse_error"] = f"line {getattr(err, 'lineno', '?')}: {getattr(err, 'msg', str(err))}"
+        return entry
+    if not isinstance(data, dict):
+        entry["parse_error"] = "line 1: the top level is not a JSON object"
+        return entry
+    entry["keys"] = list(data)
+    entry["values"] = {k: v for k, v in data.items() if k in host_probe.REPORTED_KEYS
+                       and (v is None or isinstance(v, (bool, int, float, str)))}
+    users = data.get("RegisteredUsers")
+    if isinstance(users, dict):
+        entry["users"] = sorted(users)
+        entry["default_credentials"] = sorted(u for u, p in users.items() if (u, p) in host_probe.DEFAULT_CREDENTIALS)
+    return entry
+
+
+def config_files(container, directory: str) -> list[dict]:
+    try:
+        stream, _ = container.get_archive(directory)
+    except NotFound:
+        return []
+    archive = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
+    files = []
+    for member in sorted(archive.getmembers(), key=lambda m: m.name):
+        if not (member.isfile() and member.name.endswith(".json")):
+            continue
+        if posixpath.dirname(member.name) != posixpath.basename(directory.rstrip("/")):
+            continue  # Orthanc reads only the directory itself, not sub-directories
+        meta = {"owner": member.uname or str(member.uid), "group": member.gname or str(member.gid),
+                "mode": "%04o" % member.mode}
+        path = posixpath.join(directory, posixpath.basename(member.name))
+        files.append(_describe(path, archive.extractfile(member).read(), meta))
+    return files
+
+
+def _config_dir(container) -> str:
+    argv = (container.attrs["Config"].get("Entrypoint") or []) + (container.attrs["Config"].get("Cmd") or [])
+    positional = [a for a in argv[1:] if not a.startswith("-")]
+    target = positional[-1] if positional else "/etc/orthanc/"
+    return target if target.endswith("/") or "." not in posixpath.basename(target) else posixpath.dirname(target)
+
+
+def storage(container, directory: str) -> dict:
+    """Where the DICOM store lives: a named or anonymous volume, a bind mount, or the writable layer."""
+    declared = set((container.attrs["Config"].get("Volumes") or {}))
+    explicit = {b.split(":")[1] for b in (container.attrs["HostConfig"].get("Binds") or []) if ":" in b}
+    explicit |= {m.get("Target") for m in (container.attrs["HostConfig"].get("Mounts") or [])}
+    best = None
+    for mount in container.attrs.get("Mounts", []):
+        dest = mount["Destination"].rstrip("/")
+        if directory == dest or directory.startswith(dest + "/"):
+            if best is None or len(dest) > len(best["Destination"]):
+                best = mount
+    if best is None:
+        return {"type": "writable-layer", "path": directory}
+    if best["Type"] == "bind":
+        return {"type": "bind", "path": directory, "source": best["Source"]}
+    anonymous = best["Destination"] in declared and best["Destination"] not in explicit
+    return {"type": "anonymous-volume" if anonymous else "named-volume", "path": directory, "name": best.get("Name")}
+
+
+def version(container) -> str | None:
+    if container.status != "running":
+        return None
+    path = container.attrs.get("Path", "")
+    binary = path if posixpath.basename(path) == "Orthanc" else "Orthanc"
+    try:
+        code, output = container.exec_run([binary, "--version"])
+    except APIError:
+        return None
+    first = output.decode("utf-8", "replace").strip().splitlines()[:1]
+    return first[0].split()[-1] if code == 0 and first else None
+
+
+def discover(client: docker.DockerClient) -> list[dict]:
+    """One description per Orthanc container on the engine (running or not)."""
+    found = []
+    try:
+        containers = client.containers.list(all=True)
+    except DockerException as err:
+        raise ConnectionError(f"Docker engine not reachable: {err}") from None
+    for container in containers:
+        kind = family(container)
+        if kind is None:
+            continue
+        directory = _config_dir(container)
+        files = [{"path": "image-defaults", "keys": [], "values": FAMILY_DEFAULTS.get(kind, {})}]
+        env_files, secret_env = env_config(container.attrs["Config"].get("Env") or [])
+        files += config_files(container, directory) + env_files
+        store = IMAGE_STORAGE
+        for entry in files:
+            store = entry.get("values", {}).get("StorageDirectory", store)
+        found.append({
+            "name": container.name, "id": container.id[:12], "image": container.attrs["Config"].get("Image"),
+            "family": kind, "status": container.status, "version": version(container), "config_dir": directory,
+            "files": files, "secret_env": secret_env, "storage": storage(container, store),
+            "ports": {k: v for k, v in (container.attrs["NetworkSettings"].get("Ports") or {}).items() if v},
+        })
+    return found

@@ -1,0 +1,131 @@
+"""Audit an inventory: connect to every host in parallel, read its Orthanc state once, evaluate the findings."""
+
+from __future__ import annotations
+
+import fnmatch
+import getpass
+import socket
+import time
+from datetime import datetime, timezone
+from typing import Callable
+
+from .. import __version__, findings, settings
+from . import containers, instances, probe
+
+EXIT_COMPLIANT, EXIT_FINDINGS, EXIT_FAILED = 0, 1, 2
+
+
+def load_inventory(path: str, limit: list[str] | None = None):
+    from pyinfra_cli.inventory import make_inventory
+
+    inventory = make_inventory(path)
+    if limit:
+        names = {h.name for h in inventory if any(fnmatch.fnmatch(h.name, p) or p in h.groups for p in limit)}
+        inventory = _subset(inventory, names)
+    return inventory
+
+
+def _subset(inventory, names: set[str]):
+    from pyinfra.api import Inventory
+
+    hosts = [(h.name, dict(h.data.dict())) for h in inventory if h.name in names]
+    return Inventory((hosts, {}))
+
+
+def _row_failed(host_name: str, reason: str) -> dict:
+    return {"host": host_name, "instance": None, "kind": None, "status": "failed", "reason": reason,
+            "findings": [], "compliant": False}
+
+
+def _evaluate(instance: dict, data) -> dict:
+    waivers = settings.get(data, "orthanc_harden_waivers")
+    floor = settings.get(data, "orthanc_harden_min_version")
+    results = findings.evaluate(instance, waivers=waivers, min_version=floor)
+    summary = findings.summarise(results)
+    instance["findings"] = [r.as_dict() for r in results]
+    instance["compliant"] = summary["compliant"]
+    instance["status"] = "compliant" if summary["compliant"] else "findings"
+    return instance
+
+
+def audit_host(host) -> list[dict]:
+    """Every Orthanc of one host, evaluated; a single failed row (with the reason) when it cannot be audited."""
+    from pyinfra.api.exceptions import ConnectError, PyinfraError
+
+    from ..facts.orthanc import OrthancHostState
+
+    problems = settings.validate(host.data)
+    if problems:
+        return [_row_failed(host.name, f"host data: {problems[0]}")]
+    docker_url = settings.get(host.data, "orthanc_harden_docker_url")
+    try:
+        if docker_url:
+            client = containers.client_for(docker_url, host.data.get("orthanc_harden_docker_tls"))
+            found = [instances.from_container(host.name, c, docker_url) for c in containers.discover(client)]
+            urls = host.data.get("orthanc_harden_probe_urls") or {}
+            for inst in found:
+                inst["probe_url"] = urls.get(inst["instance"])
+        else:
+            host.connect(raise_exceptions=True, show_errors=False)
+            state = host.get_fact(OrthancHostState)
+            if state.get("probe") == 0:
+                return [_row_failed(host.name, state["error"])]
+            found = instances.from_host_state(host.name, state)
+            address = host.data.get("ssh_hostname") or host.name
+            for inst in found:
+                inst["probe_url"] = (settings.get(host.data, "orthanc_harden_probe_url")
+                                     or f"http://{address}:{inst['config']['effective']['HttpPort']}")
+    except ConnectError as err:
+        return [_row_failed(host.name, f"unreachable: {err}")]
+    except (PyinfraError, ConnectionError, OSError, ValueError) as err:
+        return [_row_failed(host.name, f"{type(err).__name__}: {err}")]
+    if not found:
+        return [{"host": host.name, "instance": None, "kind": None, "status": "no-orthanc",
+                 "reason": "no Orthanc package, binary, unit, process or container found", "findings": [],
+                 "compliant": True}]
+    for inst in found:
+        inst["probe"] = probe.probe(inst["probe_url"]) if inst.get("probe_url") else None
+        _evaluate(inst, host.data)
+    return found
+
+
+def audit(inventory_path: str, limit: list[str] | None = None, parallel: int = 20,
+          on_host: Callable[[str, list[dict]], None] | None = None) -> dict:
+    """Audit every host (read-only) and return the report: rows plus the run's metadata."""
+    from gevent.pool import Pool
+    from pyinfra.api import Config, State
+    from pyinfra.api.state import StateStage
+
+    started = time.time()
+    inventory = load_inventory(inventory_path, limit)
+    state = State(inventory, Config(PARALLEL=parallel, FAIL_PERCENT=100))
+    state.set_stage(StateStage.Connect)
+
+    def one(host):
+        rows = audit_host(host)
+        if on_host:
+            on_host(host.name, rows)
+        return rows
+
+    try:
+        rows = [row for host_rows in Pool(max(1, parallel)).imap(one, list(inventory)) for row in host_rows]
+    finally:
+        state.set_stage(StateStage.Disconnect)
+        for host in inventory:
+            if host.connected:
+                host.disconnect()
+    return report(rows, inventory_path, started)
+
+
+def report(rows: list[dict], inventory_path: str, started: float) -> dict:
+    failed = any(r["status"] == "failed" for r in rows)
+    exit_code = EXIT_FAILED if failed else (EXIT_COMPLIANT if all(r["compliant"] for r in rows) else EXIT_FINDINGS)
+    return {
+        "tool": "orthanc-harden", "version": __version__, "command": "audit", "inventory": inventory_path,
+        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+        "duration_s": round(time.time() - started, 2), "control_node": socket.gethostname(),
+        "user": getpass.getuser(), "exit_code": exit_code,
+        "summary": {s: sum(1 for r in rows if r["status"] == s) for s in ("compliant", "findings", "failed",
+                                                                         "no-orthanc")},
+        "instances": rows,
+    }

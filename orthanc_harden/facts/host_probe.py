@@ -1,0 +1,264 @@
+"""Runs ON the audited host (python3 -, stdlib only, Python >= 3.6): one round trip for the whole Orthanc state.
+
+It parses Orthanc's JSON-with-comments configuration on the host and prints one JSON document holding versions,
+units, processes, per-file non-secret values, RegisteredUsers NAMES, which users have a well-known default
+password, file owners and modes, and the firewall state. Passwords never leave the host.
+"""
+
+import glob
+import grp
+import hashlib
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+
+DEFAULT_CREDENTIALS = {("orthanc", "orthanc"), ("demo", "demo"), ("alice", "orthanc"), ("admin", "admin"),
+                       ("alice", "alicePassword"), ("orthanc", "password")}
+# Only these top-level scalars leave the host: other sections (OrthancPeers, HttpProxy, plugin settings) can
+# hold passwords or tokens, so they are reported by key name only.
+REPORTED_KEYS = {
+    "Name", "HttpServerEnabled", "HttpPort", "DicomServerEnabled", "DicomPort", "DicomAet", "RemoteAccessAllowed",
+    "AuthenticationEnabled", "SslEnabled", "DicomTlsEnabled", "WebDavEnabled", "ExecuteLuaEnabled",
+    "HttpDescribeErrors", "RestApiWriteToFileSystemEnabled", "DicomAlwaysAllowEcho", "DicomAlwaysAllowStore",
+    "DicomAlwaysAllowFind", "DicomAlwaysAllowGet", "DicomAlwaysAllowMove", "DicomCheckCalledAet",
+    "DicomCheckModalityHost", "OrthancExplorerEnabled", "StorageDirectory", "IndexDirectory",
+}
+DEFAULT_CONFIG = "/etc/orthanc"
+
+
+def run(argv, timeout=15):
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+        return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return 127, "", str(err)
+
+
+def strip_comments(text):
+    """Blank out // and /* */ comments outside strings, keeping line numbers for error messages."""
+    out, i, n, in_string = [], 0, len(text), False
+    while i < n:
+        c = text[i]
+        if in_string:
+            out.append(c)
+            if c == "\\" and i + 1 < n:
+                out.append(text[i + 1])
+                i += 1
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+            out.append(c)
+        elif text.startswith("//", i):
+            end = text.find("\n", i)
+            end = n if end < 0 else end
+            out.append(" " * (end - i))
+            i = end
+            continue
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+            out.append(re.sub(r"[^\n]", " ", text[i:end]))
+            i = end
+            continue
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def parse_config(text):
+    cleaned = strip_comments(text)
+    # JsonCpp accepts a trailing comma before a closing brace/bracket; json does not.
+    cleaned = re.sub(r",(\s*[}\]])", r" \1", cleaned)
+    return json.loads(cleaned)
+
+
+def file_meta(path):
+    st = os.stat(path)
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return {"owner": owner, "group": group, "mode": "%04o" % (st.st_mode & 0o7777)}
+
+
+def read_config_file(path):
+    entry = {"path": path}
+    try:
+        entry.update(file_meta(path))
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as err:
+        entry["error"] = "cannot read: %s" % err.strerror
+        return entry
+    entry["sha256"] = hashlib.sha256(raw).hexdigest()
+    try:
+        data = parse_config(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        entry["parse_error"] = "line %s: %s" % (getattr(err, "lineno", "?"), getattr(err, "msg", str(err)))
+        return entry
+    if not isinstance(data, dict):
+        entry["parse_error"] = "line 1: the top level is not a JSON object"
+        return entry
+    entry["keys"] = list(data)
+    entry["values"] = {k: v for k, v in data.items()
+                       if k in REPORTED_KEYS and (v is None or isinstance(v, (bool, int, float, str)))}
+    users = data.get("RegisteredUsers")
+    if isinstance(users, dict):
+        entry["users"] = sorted(users)
+        entry["default_credentials"] = sorted(u for u, p in users.items() if (u, p) in DEFAULT_CREDENTIALS)
+    return entry
+
+
+def read_config(path):
+    if os.path.isdir(path):
+        files = sorted(glob.glob(os.path.join(path, "*.json")))
+        return {"path": path, "kind": "dir", "files": [read_config_file(f) for f in files]}
+    if os.path.isfile(path):
+        return {"path": path, "kind": "file", "files": [read_config_file(path)]}
+    return {"path": path, "kind": "missing", "files": []}
+
+
+def config_from_argv(argv):
+    """Orthanc takes one positional argument, a file or a directory; options start with '-'."""
+    positional = [a for a in argv[1:] if not a.startswith("-")]
+    return positional[-1] if positional else None
+
+
+def orthanc_version(binary):
+    code, out, err = run([binary, "--version"])
+    first = (out or err).strip().splitlines()[:1]
+    # Prints "<argv0> 1.10.1" then the licence.
+    return first[0].split()[-1] if code == 0 and first else None
+
+
+def package_info():
+    info = {"manager": None, "version": None, "plugins": {}}
+    if shutil.which("dpkg-query"):
+        info["manager"] = "dpkg"
+        code, out, _ = run(["dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n", "orthanc*"])
+        for line in out.splitlines():
+            parts = line.split("\t")
+            if len(parts) == 3 and parts[2].startswith("ii"):
+                if parts[0] == "orthanc":
+                    info["version"] = parts[1]
+                else:
+                    info["plugins"][parts[0]] = parts[1]
+        code, out, _ = run(["apt-mark", "showhold"])
+        info["held"] = sorted(p for p in out.split() if p.startswith("orthanc"))
+    elif shutil.which("rpm"):
+        info["manager"] = "rpm"
+        code, out, _ = run(["rpm", "-qa", "--qf", "%{NAME}\t%{VERSION}-%{RELEASE}\n", "orthanc*"])
+        for line in out.splitlines():
+            name, _, version = line.partition("\t")
+            if name == "orthanc":
+                info["version"] = version
+            elif name.startswith("orthanc"):
+                info["plugins"][name] = version
+    return info
+
+
+def systemd_units():
+    if not (os.path.isdir("/run/systemd/system") and shutil.which("systemctl")):
+        return []
+    code, out, _ = run(["systemctl", "list-unit-files", "--type=service", "--no-legend", "--no-pager"])
+    names = [line.split()[0] for line in out.splitlines() if line.strip() and "@." not in line.split()[0]]
+    if not names:
+        return []
+    props = "Id,ExecStart,ActiveState,User,Group,FragmentPath,DropInPaths,MainPID"
+    code, out, _ = run(["systemctl", "show", "--no-pager", "-p", props, *names], timeout=30)
+    units = []
+    for block in out.split("\n\n"):
+        fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        match = re.search(r"argv\[\]=([^;]*)", fields.get("ExecStart", ""))
+        argv = match.group(1).split() if match else []
+        if not argv or os.path.basename(argv[0]) != "Orthanc":
+            continue
+        units.append({
+            "unit": fields.get("Id"), "argv": argv, "binary": argv[0], "config_path": config_from_argv(argv),
+            "active": fields.get("ActiveState"), "user": fields.get("User") or "root",
+            "group": fields.get("Group") or None, "fragment": fields.get("FragmentPath"),
+            "dropins": fields.get("DropInPaths", "").split(), "main_pid": int(fields.get("MainPID") or 0),
+        })
+    return units
+
+
+def orthanc_processes():
+    found = []
+    for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+        pid = int(cmdline.split("/")[2])
+        try:
+            with open(cmdline, "rb") as handle:
+                argv = [a.decode("utf-8", "replace") for a in handle.read().split(b"\0") if a]
+            with open("/proc/%d/cgroup" % pid) as handle:
+                cgroup = handle.read()
+        except OSError:
+            continue
+        if not argv or os.path.basename(argv[0]) != "Orthanc":
+            continue
+        # Containerised Orthancs are visible in the host's /proc; the Docker API side reports those.
+        if "docker" in cgroup or "containerd" in cgroup or "kubepods" in cgroup:
+            continue
+        found.append({"pid": pid, "argv": argv, "binary": argv[0], "config_path": config_from_argv(argv)})
+    return found
+
+
+def firewall():
+    state = {"backend": "none", "active": False, "ports_open_to_all": None, "rules": []}
+    code, out, _ = run(["firewall-cmd", "--state"]) if shutil.which("firewall-cmd") else (1, "", "")
+    if code == 0 and out.strip() == "running":
+        state.update(backend="firewalld", active=True)
+        code, out, _ = run(["firewall-cmd", "--list-all"])
+        state["rules"] = out.splitlines()
+        return state
+    if shutil.which("ufw"):
+        code, out, _ = run(["ufw", "status", "verbose"])
+        if code == 0 and "Status: active" in out:
+            state.update(backend="ufw", active=True, rules=out.splitlines())
+            return state
+    if shutil.which("nft"):
+        code, out, _ = run(["nft", "list", "ruleset"])
+        if code == 0 and re.search(r"hook input", out):
+            state.update(backend="nftables", active=True, rules=out.splitlines())
+            return state
+    if shutil.which("iptables-save"):
+        code, out, _ = run(["iptables-save", "-t", "filter"])
+        rules = [line for line in out.splitlines() if line.startswith("-A INPUT") or line.startswith(":INPUT")]
+        if code == 0 and (any(r.startswith("-A") for r in rules) or any(" DROP" in r for r in rules)):
+            state.update(backend="iptables", active=True, rules=rules)
+            return state
+    return state
+
+
+def main():
+    units, processes = systemd_units(), orthanc_processes()
+    binaries = sorted({u["binary"] for u in units} | {p["binary"] for p in processes}
+                      | ({shutil.which("Orthanc")} - {None}))
+    paths = [u["config_path"] for u in units] + [p["config_path"] for p in processes]
+    if not paths and binaries:
+        paths = [DEFAULT_CONFIG]
+    configs = {}
+    for path in paths:
+        if path and path not in configs:
+            configs[path] = read_config(path)
+    print(json.dumps({
+        "probe": 1,
+        "package": package_info(),
+        "binaries": {b: orthanc_version(b) for b in binaries},
+        "units": units,
+        "processes": processes,
+        "configs": configs,
+        "firewall": firewall(),
+    }, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
