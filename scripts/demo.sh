@@ -11,6 +11,7 @@ echo "== What a vulnerable server looks like: anonymous GET /system answers with
 port=$(python -c 'from orthanc_harden.lab import state; print(state.load(state.lab_dir())["hosts"][0]["http_port"])')
 curl -s -o /dev/null -w 'anonymous GET http://127.0.0.1:%{url.port}/system -> HTTP %{http_code}\n' "http://127.0.0.1:$port/system"
 echo
-echo "== The same hosts through pyinfra over SSH =="
-pyinfra -y inventories/lab.py --limit package_hosts exec -- \
-  "grep -E '\"(RemoteAccessAllowed|AuthenticationEnabled)\"' /etc/orthanc/orthanc.json"
+echo "== Audit (read-only): which Orthanc servers are exposed, and why =="
+rc=0
+orthanc-harden audit inventories/lab.py --json lab-audit.json || rc=$?
+echo "audit exit status: $rc (0 compliant, 1 findings, 2 some host could not be audited); JSON in lab-audit.json"

@@ -145,11 +145,11 @@ def version(container) -> str | None:
     return first[0].split()[-1] if code == 0 and first else None
 
 
-def discover(client: docker.DockerClient) -> list[dict]:
-    """One description per Orthanc container on the engine (running or not)."""
+def discover(client: docker.DockerClient, filters: dict | None = None) -> list[dict]:
+    """One description per Orthanc container on the engine (running or not), optionally scoped by filters."""
     found = []
     try:
-        containers = client.containers.list(all=True)
+        containers = client.containers.list(all=True, filters=filters or {})
     except DockerException as err:
         raise ConnectionError(f"Docker engine not reachable: {err}") from None
     for container in containers:

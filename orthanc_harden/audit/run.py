@@ -15,21 +15,27 @@ from . import containers, instances, probe
 EXIT_COMPLIANT, EXIT_FINDINGS, EXIT_FAILED = 0, 1, 2
 
 
-def load_inventory(path: str, limit: list[str] | None = None):
+def load_state(inventory_path: str, limit: list[str] | None, parallel: int):
+    """A pyinfra State for the inventory, made the way pyinfra's own CLI makes it; returns (state, hosts)."""
+    import os
+    import sys
+
+    from pyinfra.api import Config, State
+    from pyinfra.context import ctx_inventory, ctx_state
     from pyinfra_cli.inventory import make_inventory
 
-    inventory = make_inventory(path)
-    if limit:
-        names = {h.name for h in inventory if any(fnmatch.fnmatch(h.name, p) or p in h.groups for p in limit)}
-        inventory = _subset(inventory, names)
-    return inventory
-
-
-def _subset(inventory, names: set[str]):
-    from pyinfra.api import Inventory
-
-    hosts = [(h.name, dict(h.data.dict())) for h in inventory if h.name in names]
-    return Inventory((hosts, {}))
+    cwd = os.getcwd()
+    if cwd not in sys.path:  # inventories may import modules next to them, as with the pyinfra CLI
+        sys.path.append(cwd)
+    state = State(check_for_changes=False)
+    state.cwd = cwd
+    ctx_state.set(state)
+    inventory = make_inventory(inventory_path, cwd=cwd)
+    ctx_inventory.set(inventory)
+    hosts = [h for h in inventory
+             if not limit or any(fnmatch.fnmatch(h.name, p) or p in h.groups for p in limit)]
+    state.init(inventory, Config(PARALLEL=parallel, FAIL_PERCENT=100), initial_limit=set(hosts))
+    return state, hosts
 
 
 def _row_failed(host_name: str, reason: str) -> dict:
@@ -60,8 +66,9 @@ def audit_host(host) -> list[dict]:
     docker_url = settings.get(host.data, "orthanc_harden_docker_url")
     try:
         if docker_url:
-            client = containers.client_for(docker_url, host.data.get("orthanc_harden_docker_tls"))
-            found = [instances.from_container(host.name, c, docker_url) for c in containers.discover(client)]
+            client = containers.client_for(docker_url, settings.get(host.data, "orthanc_harden_docker_tls"))
+            scope = settings.get(host.data, "orthanc_harden_docker_filters")
+            found = [instances.from_container(host.name, c, docker_url) for c in containers.discover(client, scope)]
             urls = host.data.get("orthanc_harden_probe_urls") or {}
             for inst in found:
                 inst["probe_url"] = urls.get(inst["instance"])
@@ -93,12 +100,10 @@ def audit(inventory_path: str, limit: list[str] | None = None, parallel: int = 2
           on_host: Callable[[str, list[dict]], None] | None = None) -> dict:
     """Audit every host (read-only) and return the report: rows plus the run's metadata."""
     from gevent.pool import Pool
-    from pyinfra.api import Config, State
     from pyinfra.api.state import StateStage
 
     started = time.time()
-    inventory = load_inventory(inventory_path, limit)
-    state = State(inventory, Config(PARALLEL=parallel, FAIL_PERCENT=100))
+    state, hosts = load_state(inventory_path, limit, parallel)
     state.set_stage(StateStage.Connect)
 
     def one(host):
@@ -108,10 +113,10 @@ def audit(inventory_path: str, limit: list[str] | None = None, parallel: int = 2
         return rows
 
     try:
-        rows = [row for host_rows in Pool(max(1, parallel)).imap(one, list(inventory)) for row in host_rows]
+        rows = [row for host_rows in Pool(max(1, parallel)).imap(one, hosts) for row in host_rows]
     finally:
         state.set_stage(StateStage.Disconnect)
-        for host in inventory:
+        for host in hosts:
             if host.connected:
                 host.disconnect()
     return report(rows, inventory_path, started)

@@ -33,6 +33,7 @@ def groups(lab: str = state.DEFAULT_LAB) -> dict[str, list]:
     if data["containers"]:
         container_engines.append(("@local", {
             "orthanc_harden_docker_url": data["docker_host"],
+            "orthanc_harden_docker_filters": {"label": f"{state.LABEL}={lab}"},
             "orthanc_harden_probe_urls": {c["container"]: f"http://127.0.0.1:{c['http_port']}"
                                           for c in data["containers"]},
         }))

@@ -1,0 +1,159 @@
+"""The findings catalogue: stable IDs, severity and remediation text, in one place, and their evaluation.
+
+A control is evaluated only when what it needs is known: a missing version, configuration or probe never passes
+or fails a control by guess. `compliant` means no failing finding of severity critical or high; medium and lower
+findings (the Orthanc Book's checklist) are advisories.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .audit.effective import version_tuple
+
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+BLOCKING = ("critical", "high")
+
+
+@dataclass(frozen=True)
+class Control:
+    id: str
+    severity: str
+    title: str
+    remediation: str
+    since: str | None = None  # first Orthanc version that has the option
+
+
+@dataclass(frozen=True)
+class Result:
+    control: Control
+    status: str  # "fail" | "waived"
+    detail: str
+    waiver: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"id": self.control.id, "severity": self.control.severity, "title": self.control.title,
+                "status": self.status, "detail": self.detail, "waiver": self.waiver,
+                "remediation": self.control.remediation}
+
+
+CATALOGUE = {c.id: c for c in [
+    Control("ORTH-001", "critical", "Orthanc version below the floor (CVE-2025-0896 below 1.5.8)",
+            "Upgrade the orthanc package (and orthanc-* plugins) or the image to the floor or newer; until then "
+            "set AuthenticationEnabled: true with real users (control `upgrade`)."),
+    Control("ORTH-002", "critical", "Remote access allowed with HTTP authentication off",
+            "Set \"AuthenticationEnabled\": true explicitly and register users from the secret store "
+            "(control `auth`), or set RemoteAccessAllowed: false."),
+    Control("ORTH-003", "high", "Authentication on without real users, or with well-known default credentials",
+            "Register users from the secret store in exact mode; Orthanc >= 1.5.8 otherwise creates orthanc/orthanc "
+            "(\"Your setup is INSECURE\")."),
+    Control("ORTH-004", "high", "A file holding RegisteredUsers is readable or writable beyond the service",
+            "chmod 0640 (or stricter), owner root, group the service's group (Debian: root:orthanc)."),
+    Control("ORTH-005", "high", "Orthanc's HTTP or DICOM port is open to every source",
+            "Allow only the networks that need Orthanc with the host firewall (control `firewall`); for Docker, "
+            "filter in DOCKER-USER or publish on a specific address."),
+    Control("ORTH-006", "high", "A top-level key is defined in two configuration files (Orthanc refuses to start)",
+            "Keep each top-level key in one file of the configuration directory."),
+    Control("ORTH-007", "high", "A configuration file does not parse (Orthanc fails at its next start)",
+            "Fix the JSON syntax of the named file; a running Orthanc keeps its old configuration until restart."),
+    Control("ORTH-101", "medium", "HTTPS off while remote access is allowed",
+            "Enable SslEnabled with a certificate, or put Orthanc behind a TLS reverse proxy."),
+    Control("ORTH-102", "low", "WebDAV enabled", "Set WebDavEnabled: false unless WebDAV is used."),
+    Control("ORTH-103", "medium", "Lua execution through the REST API enabled (/tools/execute-script)",
+            "Set ExecuteLuaEnabled: false.", since="1.5.8"),
+    Control("ORTH-104", "low", "DICOM AlwaysAllow* accepts any modality",
+            "Set DicomAlwaysAllowEcho/Store/Find/Get/Move to false and declare DicomModalities."),
+    Control("ORTH-105", "low", "DicomCheckCalledAet off", "Set DicomCheckCalledAet: true."),
+    Control("ORTH-106", "info", "HTTP errors are described to clients", "Set HttpDescribeErrors: false."),
+    Control("ORTH-107", "medium", "The REST API may write to the file system",
+            "Set RestApiWriteToFileSystemEnabled: false.", since="1.12.0"),
+    Control("ORTH-108", "critical", "Anonymous GET /system answered 200 from the control node (live exposure)",
+            "Enable authentication (control `auth`) and restrict the port (control `firewall`)."),
+]}
+
+
+def _config_checks(instance: dict, version: tuple | None):
+    config = instance.get("config")
+    if not config:
+        return
+    if config.get("parse_errors"):
+        path, message = next(iter(sorted(config["parse_errors"].items())))
+        more = len(config["parse_errors"]) - 1
+        yield "ORTH-007", f"{path}: {message}" + (f" (and {more} more)" if more else "")
+    if config.get("duplicates"):
+        key, files = next(iter(sorted(config["duplicates"].items())))
+        yield "ORTH-006", f"{key!r} is defined in {', '.join(files)}"
+    eff = config.get("effective", {})
+    remote, auth = eff.get("RemoteAccessAllowed"), eff.get("AuthenticationEnabled")
+    if remote and auth is False:
+        how = "explicitly false" if "AuthenticationEnabled" in config.get("explicit", []) else "off by default"
+        yield "ORTH-002", f"RemoteAccessAllowed is true and AuthenticationEnabled is {how}"
+    if auth:
+        if not config.get("users"):
+            yield "ORTH-003", "authentication is on but no user is registered (Orthanc creates orthanc/orthanc)"
+        elif config.get("default_credentials"):
+            yield "ORTH-003", f"well-known default password for user(s) {', '.join(config['default_credentials'])}"
+    for entry in config.get("user_files", []):
+        mode = int(entry.get("mode") or "0", 8)
+        service_group = config.get("service_group")
+        if mode & 0o006 or mode & 0o020 or (mode & 0o040 and service_group and entry.get("group") != service_group):
+            yield "ORTH-004", f"{entry['path']} is {entry.get('mode')} {entry.get('owner')}:{entry.get('group')}"
+            break
+    if remote and eff.get("SslEnabled") is False:
+        yield "ORTH-101", "SslEnabled is false with RemoteAccessAllowed true"
+    if eff.get("WebDavEnabled"):
+        yield "ORTH-102", "WebDavEnabled is true"
+    if eff.get("ExecuteLuaEnabled"):
+        yield "ORTH-103", "ExecuteLuaEnabled is true"
+    always = [k for k in ("Echo", "Store", "Find", "Get", "Move") if eff.get(f"DicomAlwaysAllow{k}")]
+    if always and eff.get("DicomServerEnabled", True):
+        yield "ORTH-104", "DicomAlwaysAllow" + "/".join(always) + " true"
+    if eff.get("DicomCheckCalledAet") is False and eff.get("DicomServerEnabled", True):
+        yield "ORTH-105", "DicomCheckCalledAet is false"
+    if eff.get("HttpDescribeErrors"):
+        yield "ORTH-106", "HttpDescribeErrors is true"
+    if eff.get("RestApiWriteToFileSystemEnabled") and version and version >= version_tuple("1.12.0"):
+        yield "ORTH-107", "RestApiWriteToFileSystemEnabled is true"
+
+
+def _checks(instance: dict, min_version: str):
+    version = version_tuple(instance.get("version"))
+    floor = version_tuple(min_version) or (1, 5, 8)
+    if version is not None and version < floor:
+        why = "CVE-2025-0896" if version < (1, 5, 8) else f"below the configured floor {min_version}"
+        yield "ORTH-001", f"version {instance['version']} ({why})"
+    yield from _config_checks(instance, version)
+    firewall = instance.get("firewall") or {}
+    eff = (instance.get("config") or {}).get("effective", {})
+    open_ports = firewall.get("ports_open_to_all")
+    if open_ports and eff.get("RemoteAccessAllowed", True) is not False:
+        yield "ORTH-005", f"port(s) {', '.join(map(str, open_ports))} open to every source ({firewall.get('backend')})"
+    probe = instance.get("probe") or {}
+    if probe.get("anonymous_status") == 200:
+        yield "ORTH-108", f"{probe.get('url')}/system answered 200 without credentials"
+    if probe.get("default_credentials_accepted"):
+        users = ", ".join(probe["default_credentials_accepted"])
+        yield "ORTH-003", f"{probe.get('url')} accepts the default credentials of {users}"
+
+
+def evaluate(instance: dict, waivers: dict[str, str] | None = None, min_version: str = "1.5.8") -> list[Result]:
+    """Failing and waived controls for one Orthanc instance (one result per control, first detail kept)."""
+    waivers = waivers or {}
+    results: dict[str, Result] = {}
+    for control_id, detail in _checks(instance, min_version):
+        if control_id in results:
+            continue
+        control = CATALOGUE[control_id]
+        reason = waivers.get(control_id)
+        results[control_id] = Result(control, "waived" if reason else "fail", detail, reason or None)
+    return sorted(results.values(), key=lambda r: (SEVERITIES.index(r.control.severity), r.control.id))
+
+
+def summarise(results: list[Result]) -> dict:
+    failed = [r for r in results if r.status == "fail"]
+    return {
+        "compliant": not any(r.control.severity in BLOCKING for r in failed),
+        "worst": failed[0].control.severity if failed else None,
+        "failed": [r.control.id for r in failed],
+        "waived": [r.control.id for r in results if r.status == "waived"],
+    }

@@ -1,0 +1,115 @@
+"""Every host/group-data setting of orthanc-harden, with its default, in one place (the README table is made here).
+
+Settings are flat and prefixed ``orthanc_harden_``, dev-sec style. Each control has one switch; switching one
+off needs a written reason in ``orthanc_harden_waivers``, and waived controls are reported as waived.
+
+    python -m orthanc_harden.settings          # print the Markdown table
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+CONTROLS = ("upgrade", "auth", "firewall")
+BEGIN, END = "<!-- BEGIN SETTINGS -->", "<!-- END SETTINGS -->"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: object
+    type: type
+    description: str
+
+
+SETTINGS = {s.name: s for s in [
+    Setting("orthanc_harden_min_version", "1.5.8", str,
+            "Lowest acceptable Orthanc version (CVE-2025-0896 is fixed in 1.5.8; raise it, e.g. to `1.12.0`)."),
+    Setting("orthanc_harden_users_ref", None, str,
+            "Secret reference holding the users (name -> password): `env:VAR`, `file:/path`, `vault:mount/path#key`, "
+            "`sops:/path#key`, `ansible-vault:/path#key`, `pass:name`."),
+    Setting("orthanc_harden_users_mode", "exact", str,
+            "`exact`: the secret store is the truth (unknown and default users removed); `merge`: add/update only."),
+    Setting("orthanc_harden_disable_remote_access", False, bool,
+            "Also set `RemoteAccessAllowed: false` (Orthanc then answers localhost only)."),
+    Setting("orthanc_harden_allowed_cidrs", [], list,
+            "CIDRs (IPv4/IPv6) allowed to reach Orthanc's HTTP and DICOM ports; everything else is refused."),
+    Setting("orthanc_harden_probe_url", None, str,
+            "URL the control node probes for anonymous access; default `http://<host>:<HttpPort>`."),
+    Setting("orthanc_harden_docker_url", None, str,
+            "Docker Engine API of a container host: `unix://`, `ssh://`, or `tcp://` with TLS."),
+    Setting("orthanc_harden_docker_tls", None, dict,
+            "TLS client files for a `tcp://` engine: `{\"ca\": ..., \"cert\": ..., \"key\": ...}`."),
+    Setting("orthanc_harden_docker_filters", None, dict,
+            "Docker list filters that scope which containers of the engine are managed, e.g. "
+            "`{\"label\": \"pacs=prod\"}`; default: every Orthanc container."),
+    Setting("orthanc_harden_upgrade_enabled", True, bool, "Control `upgrade`: bring Orthanc to the minimum version."),
+    Setting("orthanc_harden_auth_enabled", True, bool,
+            "Control `auth`: `AuthenticationEnabled: true` with the secret store's users."),
+    Setting("orthanc_harden_firewall_enabled", True, bool,
+            "Control `firewall`: restrict Orthanc's ports to `orthanc_harden_allowed_cidrs`."),
+    Setting("orthanc_harden_waivers", {}, dict,
+            "Written reasons for switched-off controls and accepted findings: `{\"firewall\": \"...\", "
+            "\"ORTH-102\": \"...\"}`. Waived items are reported as waived, never hidden."),
+]}
+
+
+def get(data, name: str):
+    """The value from host data (a pyinfra HostData, a dict, anything with ``.get``) or the default."""
+    default = SETTINGS[name].default
+    value = data.get(name, None) if data is not None else None
+    if value is None:
+        return default.copy() if isinstance(default, (list, dict)) else default
+    return value
+
+
+def validate(data) -> list[str]:
+    """One line per problem in the host data; empty when it is usable."""
+    from .findings import CATALOGUE
+
+    problems = []
+    for name, setting in SETTINGS.items():
+        value = data.get(name, None) if data is not None else None
+        if value is not None and not isinstance(value, setting.type):
+            problems.append(f"{name} must be a {setting.type.__name__}, not {type(value).__name__}")
+    if get(data, "orthanc_harden_users_mode") not in ("exact", "merge"):
+        problems.append("orthanc_harden_users_mode must be 'exact' or 'merge'")
+    waivers = get(data, "orthanc_harden_waivers")
+    if isinstance(waivers, dict):
+        for key, reason in waivers.items():
+            if key not in CONTROLS and key not in CATALOGUE:
+                problems.append(f"orthanc_harden_waivers names {key!r}, which is neither a control nor a finding ID")
+            elif not isinstance(reason, str) or not reason.strip():
+                problems.append(f"orthanc_harden_waivers[{key!r}] needs a written reason")
+        for control in CONTROLS:
+            if get(data, f"orthanc_harden_{control}_enabled") is False and not str(waivers.get(control, "")).strip():
+                problems.append(f"control {control!r} is switched off without a reason in orthanc_harden_waivers")
+    return problems
+
+
+def markdown_table() -> str:
+    lines = ["| setting | default | what it does |", "| --- | --- | --- |"]
+    for setting in SETTINGS.values():
+        default = "`" + repr(setting.default).replace("'", '"') + "`"
+        lines.append(f"| `{setting.name}` | {default} | {setting.description} |")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(path: Path) -> bool:
+    """Rewrite the table between the markers; True when the file changed."""
+    text = path.read_text()
+    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+    new = pattern.sub(lambda _m: f"{BEGIN}\n{markdown_table()}{END}", text)
+    if new != text:
+        path.write_text(new)
+    return new != text
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--update-readme"]:
+        update_readme(Path("README.md"))
+    else:
+        sys.stdout.write(markdown_table())
