@@ -9,7 +9,7 @@ orthanc-harden lab up
 echo
 echo "== What a vulnerable server looks like: anonymous GET /system answers with its details =="
 port=$(python -c 'from orthanc_harden.lab import state; print(state.load(state.lab_dir())["hosts"][0]["http_port"])')
-curl -s -o /dev/null -w 'anonymous GET http://127.0.0.1:%{url.port}/system -> HTTP %{http_code}\n' "http://127.0.0.1:$port/system"
+echo "anonymous GET http://127.0.0.1:$port/system -> HTTP $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/system")"
 echo
 echo "== Audit (read-only): which Orthanc servers are exposed, and why =="
 rc=0
