@@ -67,24 +67,14 @@ def env_config(env: list[str]) -> tuple[list[dict], list[str]]:
 
 
 def _describe(path: str, raw: bytes, meta: dict | None = None) -> dict:
-    """Same shape as host_probe.read_config_file, from bytes already read (secrets dropped here, in memory)."""
+    """Same shape as the host probe's file entries, from bytes read over the API (secrets dropped in memory)."""
     entry = {"path": path, **(meta or {})}
     try:
-        data = host_probe.parse_config(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        entry["parse_error"] = f"line {getattr(err, 'lineno', '?')}: {getattr(err, 'msg', str(err))}"
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        entry["parse_error"] = "line ?: not UTF-8 text"
         return entry
-    if not isinstance(data, dict):
-        entry["parse_error"] = "line 1: the top level is not a JSON object"
-        return entry
-    entry["keys"] = list(data)
-    entry["values"] = {k: v for k, v in data.items() if k in host_probe.REPORTED_KEYS
-                       and (v is None or isinstance(v, (bool, int, float, str)))}
-    users = data.get("RegisteredUsers")
-    if isinstance(users, dict):
-        entry["users"] = sorted(users)
-        entry["default_credentials"] = sorted(u for u, p in users.items() if (u, p) in host_probe.DEFAULT_CREDENTIALS)
-    return entry
+    return host_probe.describe(entry, text)
 
 
 def config_files(container, directory: str) -> list[dict]:

@@ -90,19 +90,11 @@ def file_meta(path):
     return {"owner": owner, "group": group, "mode": "%04o" % (st.st_mode & 0o7777)}
 
 
-def read_config_file(path):
-    entry = {"path": path}
+def describe(entry, text):
+    """Fill a file entry from its text: keys, whitelisted values, user names; passwords are dropped here."""
     try:
-        entry.update(file_meta(path))
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except OSError as err:
-        entry["error"] = "cannot read: %s" % err.strerror
-        return entry
-    entry["sha256"] = hashlib.sha256(raw).hexdigest()
-    try:
-        data = parse_config(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
+        data = parse_config(text)
+    except ValueError as err:
         entry["parse_error"] = "line %s: %s" % (getattr(err, "lineno", "?"), getattr(err, "msg", str(err)))
         return entry
     if not isinstance(data, dict):
@@ -116,6 +108,24 @@ def read_config_file(path):
         entry["users"] = sorted(users)
         entry["default_credentials"] = sorted(u for u, p in users.items() if (u, p) in DEFAULT_CREDENTIALS)
     return entry
+
+
+def read_config_file(path):
+    entry = {"path": path}
+    try:
+        entry.update(file_meta(path))
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as err:
+        entry["error"] = "cannot read: %s" % err.strerror
+        return entry
+    entry["sha256"] = hashlib.sha256(raw).hexdigest()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        entry["parse_error"] = "line ?: not UTF-8 text"
+        return entry
+    return describe(entry, text)
 
 
 def read_config(path):

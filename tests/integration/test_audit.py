@@ -124,3 +124,32 @@ def test_audit_deploy_runs_through_pyinfra(lab):
     output = proc.stdout + proc.stderr
     for entry in lab["hosts"]:
         assert f"[{entry['name']}] orthanc-harden audit: orthanc.service (package, version 1.10.1): findings" in output
+
+
+CANARY = "Canary-7d41-\"quoted\"-pw"
+
+
+def test_planted_password_never_leaves_the_host(lab, tmp_path):
+    host = lab["hosts"][1]
+    ssh = _ssh(lab, host)
+    original = _run(ssh, "cat /etc/orthanc/credentials.json")
+    planted = '{ "RegisteredUsers" : { "canary" : "Canary-7d41-\\"quoted\\"-pw" } }\n'
+    sftp = ssh.open_sftp()
+    with sftp.open("/etc/orthanc/credentials.json", "w") as handle:
+        handle.write(planted)
+    try:
+        audit = run_cli("audit", "inventories/lab.py", "--json", "-", env={"ORTHANC_HARDEN_LAB": TEST_LAB})
+        deploy = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "-vvv", "inventories/lab.py", "--limit",
+                                 host["name"], "deploys/audit.py"], capture_output=True, text=True, timeout=300,
+                                cwd=ROOT, env={**os.environ, "ORTHANC_HARDEN_LAB": TEST_LAB})
+    finally:
+        with sftp.open("/etc/orthanc/credentials.json", "w") as handle:
+            handle.write(original)
+        sftp.close()
+        ssh.close()
+    assert deploy.returncode == 0, deploy.stderr[-2000:]
+    report = json.loads(audit.stdout[audit.stdout.index("\n{") + 1:])
+    row = next(r for r in report["instances"] if r["host"] == host["name"])
+    assert row["config"]["users"] == ["canary"]  # the audit did read the planted file
+    for channel in (audit.stdout, audit.stderr, deploy.stdout, deploy.stderr):
+        assert "Canary-7d41" not in channel
