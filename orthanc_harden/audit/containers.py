@@ -11,7 +11,7 @@ import tarfile
 import docker
 from docker.errors import APIError, DockerException, NotFound
 
-from ..facts import host_probe
+from ..remote import orthanc_config
 
 KNOWN_IMAGES = {"jodogne/orthanc": "jodogne", "osimis/orthanc": "osimis", "orthancteam/orthanc": "orthancteam"}
 # osimis/orthancteam images generate their configuration at start with these defaults (Orthanc Book, Docker page).
@@ -74,7 +74,7 @@ def _describe(path: str, raw: bytes, meta: dict | None = None) -> dict:
     except UnicodeDecodeError:
         entry["parse_error"] = "line ?: not UTF-8 text"
         return entry
-    return host_probe.describe(entry, text)
+    return orthanc_config.describe(entry, text)
 
 
 def config_files(container, directory: str) -> list[dict]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from importlib import resources
+import shlex
 
 from pyinfra.api import FactBase
 
-_MARK = "__ORTHANC_HARDEN_PROBE__"
+from ..remote import program
+
 NO_PYTHON = {"probe": 0, "error": "python3 is not installed on the host; orthanc-harden reads configuration with it"}
 
 
@@ -27,10 +28,8 @@ class OrthancHostState(FactBase):
     """
 
     def command(self) -> str:
-        script = resources.files("orthanc_harden.facts").joinpath("host_probe.py").read_text()
-        fallback = json.dumps(NO_PYTHON)
-        return (f"if command -v python3 >/dev/null 2>&1; then python3 - <<'{_MARK}'\n{script}\n{_MARK}\n"
-                f"else echo '{fallback}'; fi")
+        return (f"if command -v python3 >/dev/null 2>&1; then python3 -c {shlex.quote(program('probe'))}; "
+                f"else echo {shlex.quote(json.dumps(NO_PYTHON))}; fi")
 
     def process(self, output: list[str]) -> dict:
         for line in output:

@@ -1,0 +1,15 @@
+"""Programs that run on managed hosts: a shared stdlib-only library followed by one job's body.
+
+Each program goes to the host as ``python3 -c PROGRAM ARGS`` so that standard input stays free for data that must
+never be on a command line (users and passwords).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+
+def program(body: str) -> str:
+    """The library, then the body (``probe`` or ``auth``), as one Python source text."""
+    here = resources.files("orthanc_harden.remote")
+    return here.joinpath("orthanc_config.py").read_text() + "\n\n" + here.joinpath(f"{body}.py").read_text()
