@@ -36,3 +36,24 @@ class OrthancHostState(FactBase):
             if line.startswith("{"):
                 return json.loads(line)
         raise ValueError("the Orthanc probe printed no JSON")
+
+
+class OrthancAuthPlan(FactBase):
+    """
+    What ``operations.auth.authentication`` would change: files, user names added/removed/updated, whether
+    authentication gets enabled, or an ``error``. The request, passwords included, must come as ``_stdin`` (never
+    on the command line); the plan is made on the host, so current passwords never leave it.
+
+    .. code:: python
+
+        plan = host.get_fact(OrthancAuthPlan, _stdin=json.dumps(request))
+    """
+
+    def command(self) -> str:
+        return f"python3 -c {shlex.quote(program('auth'))} check"
+
+    def process(self, output: list[str]) -> dict:
+        for line in output:
+            if line.startswith("{"):
+                return json.loads(line)
+        raise ValueError("the authentication planner printed no JSON")

@@ -93,6 +93,8 @@ def _labels(spec: LabSpec, member: Member | None = None) -> dict[str, str]:
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As a server binds: lingering TIME_WAIT connections do not make a port taken, a listener does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
             return True

@@ -133,3 +133,124 @@ def read_config(path):
     if os.path.isfile(path):
         return {"path": path, "kind": "file", "files": [read_config_file(path)]}
     return {"path": path, "kind": "missing", "files": []}
+
+
+# --- Minimal textual edits: keep every comment, the key order and every untouched byte. -------------------------
+
+def _skip_blank(text, i):
+    """Skip whitespace and comments from i; return the next significant index."""
+    n = len(text)
+    while i < n:
+        if text[i] in " \t\r\n":
+            i += 1
+        elif text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            if end < 0:
+                raise ValueError("unterminated /* comment")
+            i = end + 2
+        else:
+            break
+    return i
+
+
+def _skip_string(text, i):
+    i += 1
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+        elif text[i] == '"':
+            return i + 1
+        else:
+            i += 1
+    raise ValueError("unterminated string")
+
+
+def _skip_value(text, i):
+    if text[i] == '"':
+        return _skip_string(text, i)
+    if text[i] in "{[":
+        depth = 0
+        while i < len(text):
+            nxt = _skip_blank(text, i)
+            if nxt != i:
+                i = nxt
+                continue
+            c = text[i]
+            if c == '"':
+                i = _skip_string(text, i)
+                continue
+            if c in "{[":
+                depth += 1
+            elif c in "}]":
+                depth -= 1
+                if depth == 0:
+                    return i + 1
+            i += 1
+        raise ValueError("unterminated object or array")
+    end = i
+    while end < len(text) and text[end] not in ",}] \t\r\n/":
+        end += 1
+    return end
+
+
+def members(text):
+    """Top-level members as [(key, key_start, value_start, value_end)] and the index of the closing brace."""
+    i = _skip_blank(text, 0)
+    if i >= len(text) or text[i] != "{":
+        raise ValueError("the top level is not a JSON object")
+    found, i = [], i + 1
+    while True:
+        i = _skip_blank(text, i)
+        if i < len(text) and text[i] == "}":
+            return found, i
+        if i >= len(text) or text[i] != '"':
+            raise ValueError("expected a key at offset %d" % i)
+        key_start, i = i, _skip_string(text, i)
+        key = json.loads(text[key_start:i])
+        i = _skip_blank(text, i)
+        if i >= len(text) or text[i] != ":":
+            raise ValueError("expected ':' after %s" % json.dumps(key))
+        value_start = _skip_blank(text, i + 1)
+        i = _skip_value(text, value_start)
+        found.append((key, key_start, value_start, i))
+        i = _skip_blank(text, i)
+        if i < len(text) and text[i] == ",":
+            i += 1
+        elif i >= len(text) or text[i] != "}":
+            raise ValueError("expected ',' or '}' after %s" % json.dumps(key))
+
+
+def render(value, indent):
+    """JSON text for a value; objects one member per line under indent. ASCII escapes suit any JSON reader."""
+    if isinstance(value, dict) and value:
+        inner = ",\n".join("%s  %s : %s" % (indent, json.dumps(k), json.dumps(v)) for k, v in value.items())
+        return "{\n%s\n%s}" % (inner, indent)
+    return json.dumps(value)
+
+
+def set_key(text, key, value):
+    """Set a top-level key: replace only its value's text, or add one member before the closing brace."""
+    found, close = members(text)
+    for name, key_start, value_start, value_end in found:
+        if name == key:
+            line_start = text.rfind("\n", 0, key_start) + 1
+            indent = text[line_start:key_start] if not text[line_start:key_start].strip() else ""
+            return text[:value_start] + render(value, indent) + text[value_end:]
+    if not found:
+        return text[:close].rstrip() + "\n  %s : %s\n" % (json.dumps(key), render(value, "  ")) + text[close:]
+    name, key_start, value_start, value_end = found[-1]
+    line_start = text.rfind("\n", 0, key_start) + 1
+    indent = text[line_start:key_start] if not text[line_start:key_start].strip() else "  "
+    member = "%s%s : %s" % (indent, json.dumps(key), render(value, indent))
+    after = _skip_blank(text, value_end)
+    if text[after] == ",":  # a trailing comma already follows the last member
+        return text[:after + 1] + "\n" + member + "," + text[after + 1:]
+    eol = text.find("\n", value_end)
+    rest = text[value_end:eol] if eol >= 0 else ""
+    if eol >= 0 and (not rest.strip() or rest.strip().startswith("//")):
+        # Keep a trailing line comment with the member it belongs to.
+        return text[:value_end] + "," + rest + "\n" + member + text[eol:]
+    return text[:value_end] + ",\n" + member + text[value_end:]

@@ -1,0 +1,89 @@
+"""Turn on Orthanc's HTTP authentication (CVE-2025-0896) with users from a secret store."""
+
+from __future__ import annotations
+
+import json
+
+from pyinfra import host
+from pyinfra.api import FunctionCommand, HiddenValue, OperationError, OperationValueError, QuoteString, \
+    StringCommand, operation
+
+from ..facts.orthanc import OrthancAuthPlan
+from ..masking import SecretStdin
+from ..remote import program
+from .health import GATE_TIMEOUT, restart_and_gate
+
+
+def _request(users: dict, config_path: str, users_mode: str, disable_remote_access: bool) -> str:
+    if users_mode not in ("exact", "merge"):
+        raise OperationValueError(f"users_mode must be 'exact' or 'merge', not {users_mode!r}")
+    if not isinstance(users, dict) or not users:
+        raise OperationValueError("no users: refusing to enable authentication without a user from the store "
+                                  "(Orthanc would create orthanc/orthanc)")
+    for name, password in users.items():
+        if not isinstance(password, HiddenValue):
+            raise OperationValueError(f"the password of user {name!r} must be a pyinfra HiddenValue")
+        if not name or ":" in name or not password.unmask():
+            raise OperationValueError(f"user {name!r}: names must be non-empty without ':' and passwords non-empty")
+    return json.dumps({"config_path": config_path, "users_mode": users_mode,
+                       "disable_remote_access": disable_remote_access,
+                       "users": {name: password.unmask() for name, password in users.items()}})
+
+
+@operation()
+def authentication(
+    users: dict,
+    config_path: str = "/etc/orthanc",
+    service: str = "orthanc.service",
+    users_mode: str = "exact",
+    disable_remote_access: bool = False,
+    probe_url: str | None = None,
+    http_port: int = 8042,
+    restart: bool = True,
+    gate_timeout: float = GATE_TIMEOUT,
+):
+    """
+    Enable Orthanc's HTTP authentication with the given users, editing the configuration in place.
+
+    + users: ``{name: HiddenValue(password)}``, e.g. from ``orthanc_harden.secrets``; plain strings are refused
+    + config_path: the file or directory Orthanc is started with (see the ``OrthancHostState`` fact)
+    + service: the systemd unit to restart once if something changed
+    + users_mode: ``exact`` (the store is the truth: other and default users are removed) or ``merge``
+    + disable_remote_access: also set ``RemoteAccessAllowed: false``
+    + probe_url: where the control node checks health (anonymous 401, a user 200); without it the check runs
+      on the host against ``http://127.0.0.1:<http_port>``
+    + restart: restart and health-gate after a change (switch off only when something else restarts Orthanc)
+
+    ``RegisteredUsers`` goes in the file that already defines it (Debian: ``credentials.json``) and
+    ``AuthenticationEnabled: true`` is set explicitly whatever the version. The plan and the edit run on the host
+    (passwords travel on standard input, never on a command line, and current passwords never leave the host);
+    comments, key order and untouched lines are kept. Each changed file is written atomically with its owner and
+    mode (the users file loses any access by others), after an owner-only backup. When the health gate fails
+    the backups are restored, Orthanc is restarted with them and the operation fails with the reason.
+
+    **Example:**
+
+    .. code:: python
+
+        from orthanc_harden.operations import auth
+        from orthanc_harden.secrets import resolve_users
+
+        auth.authentication(
+            name="Orthanc: authentication on",
+            users=resolve_users("vault:secret/orthanc/prod"),
+            probe_url="http://pacs-01.example.org:8042",
+        )
+    """
+    request = _request(users, config_path, users_mode, disable_remote_access)
+    plan = host.get_fact(OrthancAuthPlan, _stdin=SecretStdin(request))
+    if "error" in plan:
+        raise OperationError(f"{host.name}: {plan['error']}")
+    if not plan["changed"]:
+        host.noop(f"authentication already on with the store's users in {config_path}")
+        return
+    yield StringCommand("python3", "-c", QuoteString(program("auth")), "apply", _stdin=SecretStdin(request))
+    if restart:
+        first = sorted(users)[0]
+        gate = {"user": first, "password": users[first], "url": probe_url.rstrip("/") if probe_url else None,
+                "local_url": f"http://127.0.0.1:{http_port}", "timeout": gate_timeout}
+        yield FunctionCommand(restart_and_gate, (service, plan["files"], gate), {})

@@ -1,0 +1,81 @@
+"""Restart Orthanc once, prove it healthy, and roll the configuration back when it is not.
+
+Runs as a pyinfra FunctionCommand, so it executes at the right point of the operation, on the control node,
+with the host's connector for remote commands. Never leaves an Orthanc stopped that was running.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+
+import requests
+from pyinfra.api import QuoteString, StringCommand
+
+from ..masking import SecretStdin
+from ..remote import program
+
+GATE_TIMEOUT = 60.0
+
+
+def _probe(url: str, user: str, password: str, timeout: float) -> tuple[bool, str]:
+    deadline = time.monotonic() + timeout
+    detail = f"{url} did not answer within {timeout:.0f}s"
+    while time.monotonic() < deadline:
+        try:
+            anonymous = requests.get(f"{url}/system", timeout=5).status_code
+            # UTF-8, as Orthanc compares it: requests would send str credentials as Latin-1.
+            credentials = (user.encode("utf-8"), password.encode("utf-8"))
+            with_user = requests.get(f"{url}/system", auth=credentials, timeout=5).status_code
+        except requests.RequestException:
+            time.sleep(1)
+            continue
+        if anonymous == 401 and with_user == 200:
+            return True, f"anonymous 401, user {user} 200"
+        detail = (f"anonymous GET /system answered {anonymous} (expected 401), "
+                  f"user {user} answered {with_user} (expected 200)")
+        time.sleep(1)
+    return False, detail
+
+
+def _probe_on_host(host, local_url: str, user: str, password: str, timeout: float) -> tuple[bool, str]:
+    request = SecretStdin(json.dumps({"url": local_url, "user": user, "password": password, "timeout": timeout}))
+    ok, output = host.run_shell_command(StringCommand("python3", "-c", QuoteString(program("gate"))),
+                                        _stdin=request, _timeout=int(timeout) + 30)
+    lines = [line for line in output.stdout_lines if line.startswith("{")]
+    if not (ok and lines):
+        return False, "the on-host health check did not run"
+    result = json.loads(lines[-1])
+    return result["ok"], result["detail"]
+
+
+def _log_tail(host, service: str) -> str:
+    ok, output = host.run_shell_command(
+        f"journalctl -u {shlex.quote(service)} -n 5 --no-pager -o cat 2>/dev/null || "
+        "tail -n 5 /var/log/orthanc/Orthanc.log 2>/dev/null", _timeout=30)
+    return " | ".join(line.strip() for line in output.stdout_lines[-5:] if line.strip())
+
+
+def restart_and_gate(state, host, service: str, files: list[str], gate: dict) -> bool:
+    """systemctl restart, then anonymous 401 + a store user 200; otherwise restore the backups and restart."""
+    user, password = gate["user"], gate["password"].unmask()
+    timeout = gate.get("timeout", GATE_TIMEOUT)
+    ok, _ = host.run_shell_command(StringCommand("systemctl", "restart", service), _timeout=120)
+    if ok:
+        if gate.get("url"):
+            ok, detail = _probe(gate["url"], user, password, timeout)
+        else:
+            ok, detail = _probe_on_host(host, gate["local_url"], user, password, timeout)
+    else:
+        detail = f"systemctl restart {service} failed"
+    if ok:
+        host.log_styled(f"Orthanc healthy after restart: {detail}", fg="green")
+        return True
+    tail = _log_tail(host, service)
+    restored, _ = host.run_shell_command(StringCommand("python3", "-c", QuoteString(program("auth")), "restore"),
+                                         _stdin=json.dumps({"files": files}), _timeout=60)
+    host.run_shell_command(StringCommand("systemctl", "restart", service), _timeout=120)
+    outcome = "configuration restored and Orthanc restarted with it" if restored else "RESTORE FAILED"
+    host.log_styled(f"health gate failed: {detail}; {outcome}; Orthanc log: {tail}", fg="red")
+    return False
