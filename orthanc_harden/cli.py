@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = lab_commands.add_parser("up", help="build the images once, start the fleet, seed DICOM data")
     up.add_argument("--hosts", type=int, default=3, help="package hosts (systemd + sshd + Debian's Orthanc)")
     up.add_argument("--containers", type=int, default=1, help="hosts where Orthanc is the container's process")
-    up.add_argument("--port-base", type=int, default=42200, help="first of the 127.0.0.1 ports the lab publishes")
+    up.add_argument("--port-base", type=int, default=24200, help="first of the 127.0.0.1 ports the lab publishes")
     up.add_argument("--mirror", default=DEFAULT_MIRROR, help="Debian mirror for the image build")
     up.set_defaults(handler=_lab_up)
     status = lab_commands.add_parser("status", help="show the lab hosts and whether they answer anonymously")

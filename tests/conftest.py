@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # Tests run their own lab, apart from a user's `default` lab, on ports of their own.
 TEST_LAB = "pytest"
-TEST_PORT_BASE = 43200
+TEST_PORT_BASE = 25200
 
 
 def unavailable(reason: str):

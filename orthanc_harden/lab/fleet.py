@@ -44,14 +44,15 @@ class LabSpec:
     lab: str = state.DEFAULT_LAB
     hosts: int = 3
     containers: int = 1
-    port_base: int = 42200
+    port_base: int = 24200
     mirror: str = DEFAULT_MIRROR
 
     def validate(self) -> None:
         if not (1 <= self.hosts <= 40 and 0 <= self.containers <= 9):
             raise LabError("--hosts must be 1..40 and --containers 0..9")
-        if not 1024 <= self.port_base <= 65535 - 1000:
-            raise LabError(f"--port-base {self.port_base} must be between 1024 and {65535 - 1000}")
+        # Below Linux's ephemeral range (32768+): outgoing connections there could hold a lab port at random.
+        if not 1024 <= self.port_base <= 32768 - 1000:
+            raise LabError(f"--port-base {self.port_base} must be between 1024 and {32768 - 1000}")
         if not self.lab.replace("-", "").isalnum():
             raise LabError(f"lab name {self.lab!r} may hold only letters, digits and '-'")
 

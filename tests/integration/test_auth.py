@@ -35,7 +35,7 @@ auth.authentication(name="Orthanc: authentication on", users=_users,
 
 @pytest.fixture(scope="module")
 def auth_lab(lab):  # `lab` first: the engine and images exist
-    proc = run_cli("lab", "up", "--lab", LAB, "--hosts", "1", "--containers", "0", "--port-base", "45200")
+    proc = run_cli("lab", "up", "--lab", LAB, "--hosts", "1", "--containers", "0", "--port-base", "27200")
     if proc.returncode != 0:
         unavailable(f"lab {LAB} did not start: {proc.stderr[-300:]}")
     yield state.load(state.lab_dir(LAB))

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from orthanc_harden.lab import seed, state
-from tests.conftest import ROOT, TEST_LAB, run_cli
+from tests.conftest import ROOT, TEST_LAB, TEST_PORT_BASE, run_cli
 
 pytestmark = pytest.mark.lab
 
@@ -39,7 +39,7 @@ def test_fleet_shape(lab):
 
 
 def test_second_up_reuses_hosts(lab):
-    proc = run_cli("lab", "up", "--lab", TEST_LAB, "--port-base", "43200")
+    proc = run_cli("lab", "up", "--lab", TEST_LAB, "--port-base", str(TEST_PORT_BASE))
     assert proc.returncode == 0, proc.stderr
     assert "creating" not in proc.stderr and "debootstrap" not in proc.stderr
     again = state.load(state.lab_dir(TEST_LAB))

@@ -14,7 +14,7 @@ from tests.conftest import run_cli
 pytestmark = pytest.mark.lab
 
 LAB = "pytest-lifecycle"
-PORT_BASE = 44200
+PORT_BASE = 26200
 
 
 def _labelled(client: docker.DockerClient, lab: str) -> dict[str, list]:

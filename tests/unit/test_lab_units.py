@@ -14,19 +14,20 @@ from orthanc_harden.lab.errors import LabError
 
 
 def test_ports_are_distinct_and_stable():
-    spec = fleet.LabSpec(hosts=3, containers=2, port_base=42200)
+    spec = fleet.LabSpec(hosts=3, containers=2, port_base=22200)
     layout = {m.name: m.ports for m in fleet.members(spec)}
-    assert layout["lab-pkg-1"] == {"ssh": 42210, "http": 42211, "dicom": 42212}
-    assert layout["lab-docker-2"] == {"http": 42721, "dicom": 42722}
+    assert layout["lab-pkg-1"] == {"ssh": 22210, "http": 22211, "dicom": 22212}
+    assert layout["lab-docker-2"] == {"http": 22721, "dicom": 22722}
     every = [p for ports in layout.values() for p in ports.values()]
     assert len(every) == len(set(every))
     # Adding package hosts never moves a container host's ports.
-    bigger = {m.name: m.ports for m in fleet.members(fleet.LabSpec(hosts=9, containers=2, port_base=42200))}
+    bigger = {m.name: m.ports for m in fleet.members(fleet.LabSpec(hosts=9, containers=2, port_base=22200))}
     assert bigger["lab-docker-2"] == layout["lab-docker-2"]
 
 
 @pytest.mark.parametrize("kwargs, cause", [
     ({"hosts": 0}, "--hosts"), ({"containers": 10}, "--containers"), ({"port_base": 80}, "--port-base"),
+    ({"port_base": 40000}, "--port-base"),
     ({"lab": "a b"}, "lab name"),
 ])
 def test_bad_spec_is_refused(kwargs, cause):
