@@ -1,0 +1,40 @@
+"""ansible-vault: references: an Ansible Vault encrypted YAML file, decrypted with ansible-core's VaultLib."""
+
+from __future__ import annotations
+
+from . import Reference, SecretError, dig
+
+
+def _password(ref: Reference, environ) -> bytes:
+    if environ.get("ORTHANC_HARDEN_VAULT_PASSWORD"):
+        return environ["ORTHANC_HARDEN_VAULT_PASSWORD"].encode()
+    path = environ.get("ANSIBLE_VAULT_PASSWORD_FILE")
+    if not path:
+        raise SecretError(f"{ref.text}: set ANSIBLE_VAULT_PASSWORD_FILE or ORTHANC_HARDEN_VAULT_PASSWORD")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().strip()
+    except OSError as err:
+        raise SecretError(f"{ref.text}: vault password file: {err.strerror}") from None
+
+
+def read(ref: Reference, environ) -> object:
+    import yaml
+    from ansible.constants import DEFAULT_VAULT_ID_MATCH
+    from ansible.errors import AnsibleError
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    try:
+        with open(ref.path, "rb") as handle:
+            blob = handle.read()
+    except OSError as err:
+        raise SecretError(f"{ref.text}: {err.strerror}") from None
+    vault = VaultLib([(DEFAULT_VAULT_ID_MATCH, VaultSecret(_password(ref, environ)))])
+    try:
+        plain = vault.decrypt(blob)
+    except AnsibleError:
+        raise SecretError(f"{ref.text}: cannot decrypt (wrong vault password, or not a vault file)") from None
+    try:
+        return dig(yaml.safe_load(plain), ref)
+    except yaml.YAMLError:
+        raise SecretError(f"{ref.text}: the decrypted file is not YAML") from None
