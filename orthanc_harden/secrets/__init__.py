@@ -114,3 +114,7 @@ class SecretCache:
     def resolve_all(self, refs) -> None:
         for ref in sorted(set(refs)):
             self.users(ref)
+
+
+# pyinfra executes a deploy file once per host: a process-wide cache makes "once per run" hold across hosts.
+RUN_CACHE = SecretCache()

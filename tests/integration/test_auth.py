@@ -174,3 +174,34 @@ def test_bad_input_changes_nothing(auth_lab, tmp_path, setup, users, expected):
     finally:
         _sh(client, "rm -f /etc/orthanc/zz-broken.json /etc/orthanc/zz-dup.json")
         client.close()
+
+
+def _deploy_file(ref: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pyinfra", "-y", "-v", "--data", f"orthanc_harden_users_ref={ref}",
+                           "inventories/lab.py", "deploys/auth.py"], capture_output=True, text=True, timeout=600,
+                          cwd=ROOT, env={**os.environ, "ORTHANC_HARDEN_LAB": LAB})
+
+
+def test_unresolvable_secret_stops_the_run_before_any_change(auth_lab):
+    client = _ssh(auth_lab)
+    before = _sh(client, "sha256sum /etc/orthanc/*.json; systemctl show -p MainPID orthanc")
+    proc = _deploy_file("env:OH_NOT_SET_ANYWHERE")
+    assert proc.returncode != 0
+    assert "lab-pkg-1: env:OH_NOT_SET_ANYWHERE: environment variable OH_NOT_SET_ANYWHERE is not set" in (
+        proc.stdout + proc.stderr)
+    assert _sh(client, "sha256sum /etc/orthanc/*.json; systemctl show -p MainPID orthanc") == before
+    client.close()
+
+
+def test_deploy_with_a_file_reference_is_a_no_op_on_a_fixed_host(auth_lab, tmp_path):
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps(USERS))
+    users.chmod(0o600)
+    client = _ssh(auth_lab)
+    service = _service(client)
+    proc = _deploy_file(f"file:{users}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "authentication already on" in proc.stdout + proc.stderr
+    assert _service(client) == service
+    assert "Canary-5e2a" not in proc.stdout + proc.stderr
+    client.close()
