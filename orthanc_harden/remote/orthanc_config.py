@@ -223,12 +223,24 @@ def members(text):
             raise ValueError("expected ',' or '}' after %s" % json.dumps(key))
 
 
+def _dump(value):
+    # UTF-8 text rather than \u escapes: not every reader joins escaped surrogate pairs (json5 does not).
+    return json.dumps(value, ensure_ascii=False)
+
+
 def render(value, indent):
-    """JSON text for a value; objects one member per line under indent. ASCII escapes suit any JSON reader."""
+    """JSON text for a value; objects one member per line under indent."""
     if isinstance(value, dict) and value:
-        inner = ",\n".join("%s  %s : %s" % (indent, json.dumps(k), json.dumps(v)) for k, v in value.items())
+        inner = ",\n".join("%s  %s : %s" % (indent, _dump(k), _dump(v)) for k, v in value.items())
         return "{\n%s\n%s}" % (inner, indent)
-    return json.dumps(value)
+    return _dump(value)
+
+
+def _only_comments(fragment):
+    try:
+        return _skip_blank(fragment, 0) == len(fragment)
+    except ValueError:  # a block comment that goes on past the line
+        return False
 
 
 def set_key(text, key, value):
@@ -240,17 +252,18 @@ def set_key(text, key, value):
             indent = text[line_start:key_start] if not text[line_start:key_start].strip() else ""
             return text[:value_start] + render(value, indent) + text[value_end:]
     if not found:
-        return text[:close].rstrip() + "\n  %s : %s\n" % (json.dumps(key), render(value, "  ")) + text[close:]
+        head = text[:close] if text[:close].endswith("\n") else text[:close] + "\n"
+        return head + "  %s : %s\n" % (_dump(key), render(value, "  ")) + text[close:]
     name, key_start, value_start, value_end = found[-1]
     line_start = text.rfind("\n", 0, key_start) + 1
     indent = text[line_start:key_start] if not text[line_start:key_start].strip() else "  "
-    member = "%s%s : %s" % (indent, json.dumps(key), render(value, indent))
+    member = "%s%s : %s" % (indent, _dump(key), render(value, indent))
     after = _skip_blank(text, value_end)
     if text[after] == ",":  # a trailing comma already follows the last member
         return text[:after + 1] + "\n" + member + "," + text[after + 1:]
     eol = text.find("\n", value_end)
     rest = text[value_end:eol] if eol >= 0 else ""
-    if eol >= 0 and (not rest.strip() or rest.strip().startswith("//")):
-        # Keep a trailing line comment with the member it belongs to.
+    if eol >= 0 and _only_comments(rest):
+        # Keep trailing comments on the line of the member they belong to.
         return text[:value_end] + "," + rest + "\n" + member + text[eol:]
     return text[:value_end] + ",\n" + member + text[value_end:]

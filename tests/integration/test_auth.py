@@ -62,7 +62,7 @@ def _deploy(tmp_path, users=USERS, verbosity="-vv") -> subprocess.CompletedProce
     path = tmp_path / "deploy.py"
     path.write_text(DEPLOY)
     env = {**os.environ, "ORTHANC_HARDEN_LAB": LAB, "OH_TEST_USERS": json.dumps(users)}
-    return subprocess.run([sys.executable, "-m", "pyinfra", "-y", verbosity, "inventories/lab.py", str(path)],
+    return subprocess.run([sys.executable, "-m", "pyinfra", "-y", *verbosity.split(), "inventories/lab.py", str(path)],
                           capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
 
 
@@ -115,7 +115,7 @@ def test_authentication_fix_is_tight_idempotent_and_silent(auth_lab, tmp_path):
     assert changed == [('  "AuthenticationEnabled" : false,', '  "AuthenticationEnabled" : true,')]
     creds_old, creds_new = before["credentials.json"].splitlines(), after["credentials.json"].splitlines()
     assert [line for line in creds_new if line not in creds_old] == [
-        '    "radiology" : "Canary-5e2a-\\"q\\\\*/x//\\u00e9",', '    "reader" : "Second-Canary-77b"']
+        '    "radiology" : "Canary-5e2a-\\"q\\\\*/x//é",', '    "reader" : "Second-Canary-77b"']
     assert [line for line in creds_old if line not in creds_new] == ['    // "alice" : "alicePassword"']
     modes = _sh(client, "stat -c '%n %a %U:%G' /etc/orthanc/credentials.json /etc/orthanc/*backup")
     assert modes.split("\n")[0] == "/etc/orthanc/credentials.json 640 root:orthanc"
@@ -129,8 +129,12 @@ def test_authentication_fix_is_tight_idempotent_and_silent(auth_lab, tmp_path):
     assert "Orthanc healthy after restart" not in second.stdout + second.stderr
     assert "authentication already on" in second.stdout + second.stderr
     assert _service(client) == service
+    as_json = _deploy(tmp_path, verbosity="--json")
+    assert as_json.returncode == 0, as_json.stderr[-2000:]
+    assert json.loads(as_json.stdout)["results"]["totals"]["success"] == 0  # nothing changed
 
-    for channel in (first.stdout, first.stderr, second.stdout, second.stderr, *seen_args):
+    for channel in (first.stdout, first.stderr, second.stdout, second.stderr, as_json.stdout, as_json.stderr,
+                    *seen_args):
         assert "Canary-5e2a" not in channel and "Second-Canary-77b" not in channel
     client.close()
 

@@ -1,0 +1,86 @@
+"""operations.auth.authentication in pyinfra's spec style: facts in, commands out (no host needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pyinfra.api import FunctionCommand, HiddenValue, OperationError, OperationValueError, StringCommand
+from pyinfra.context import ctx_host
+
+from orthanc_harden.facts.orthanc import OrthancAuthPlan
+from orthanc_harden.operations import auth
+
+PASSWORD = "Spec-Canary-pw-81"
+
+
+class FakeHost:
+    name = "pacs-01"
+
+    def __init__(self, plan: dict):
+        self.plan, self.noops, self.fact_stdin = plan, [], []
+
+    def get_fact(self, cls, **kwargs):
+        assert cls is OrthancAuthPlan
+        self.fact_stdin.append(kwargs["_stdin"])
+        return self.plan
+
+    def noop(self, message):
+        self.noops.append(message)
+
+
+def _run(plan: dict, **kwargs):
+    fake = FakeHost(plan)
+    with ctx_host.use(fake):
+        commands = list(auth.authentication._inner(**{"users": {"radiology": HiddenValue(PASSWORD)}, **kwargs}))
+    return fake, commands
+
+
+def test_no_change_yields_no_command():
+    fake, commands = _run({"changed": False, "files": []})
+    assert commands == []
+    assert fake.noops == ["authentication already on with the store's users in /etc/orthanc"]
+
+
+def test_change_applies_then_restarts_and_gates_once():
+    plan = {"changed": True, "files": ["/etc/orthanc/credentials.json", "/etc/orthanc/orthanc.json"]}
+    fake, commands = _run(plan, probe_url="http://pacs-01:8042/")
+    apply, gate = commands
+    assert isinstance(apply, StringCommand) and isinstance(gate, FunctionCommand)
+    assert apply.get_masked_value().startswith("python3 -c ") and apply.get_masked_value().endswith(" apply")
+    service, files, gate_args = gate.args
+    assert (service, files, gate_args["url"], gate_args["user"]) == ("orthanc.service", plan["files"],
+                                                                      "http://pacs-01:8042", "radiology")
+    # The password goes on standard input, masked when printed, never in the command text.
+    stdin = apply.connector_arguments["_stdin"]
+    assert str(stdin) == "*MASKED*" and repr(fake.fact_stdin[0]) == "*MASKED*"
+    assert json.loads(stdin.getvalue())["users"] == {"radiology": PASSWORD}
+    assert PASSWORD not in apply.get_raw_value() and PASSWORD not in repr(gate)
+
+
+def test_no_restart_when_asked():
+    _, commands = _run({"changed": True, "files": ["/etc/orthanc/orthanc.json"]}, restart=False)
+    assert [type(c) for c in commands] == [StringCommand]
+
+
+def test_plan_error_names_the_host():
+    with pytest.raises(OperationError, match="pacs-01: key HttpPort is defined in"):
+        _run({"error": "key HttpPort is defined in /etc/orthanc/a.json and /etc/orthanc/b.json"})
+
+
+@pytest.mark.parametrize("users, message", [
+    ({}, "no users"),
+    ({"radiology": "plain-string"}, "must be a pyinfra HiddenValue"),
+    ({"a:b": HiddenValue("x")}, "without ':'"),
+    ({"radiology": HiddenValue("")}, "passwords non-empty"),
+])
+def test_bad_users_are_refused_before_any_fact(users, message):
+    fake = FakeHost({"changed": True, "files": []})
+    with ctx_host.use(fake), pytest.raises(OperationValueError, match=message):
+        list(auth.authentication._inner(users=users))
+    assert fake.fact_stdin == []
+
+
+def test_bad_users_mode():
+    with pytest.raises(OperationValueError, match="users_mode"):
+        _run({"changed": False}, users_mode="replace")
