@@ -50,6 +50,23 @@ def _probe_on_host(host, local_url: str, user: str, password: str, timeout: floa
     return result["ok"], result["detail"]
 
 
+def _answering(host, gate: dict, timeout: float) -> bool:
+    """Bounded wait until Orthanc answers HTTP at all (any status), from the control node or on the host."""
+    if gate.get("url"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{gate['url']}/system", timeout=5)
+                return True
+            except requests.RequestException:
+                time.sleep(1)
+        return False
+    request = SecretStdin(json.dumps({"url": gate["local_url"], "timeout": timeout, "answer_only": True}))
+    ok, output = host.run_shell_command(StringCommand("python3", "-c", QuoteString(program("gate"))),
+                                        _stdin=request, _timeout=int(timeout) + 30)
+    return ok and any('"ok": true' in line for line in output.stdout_lines)
+
+
 def _log_tail(host, service: str) -> str:
     ok, output = host.run_shell_command(
         f"journalctl -u {shlex.quote(service)} -n 5 --no-pager -o cat 2>/dev/null || "
@@ -75,7 +92,13 @@ def restart_and_gate(state, host, service: str, files: list[str], gate: dict) ->
     tail = _log_tail(host, service)
     restored, _ = host.run_shell_command(StringCommand("python3", "-c", QuoteString(program("auth")), "restore"),
                                          _stdin=json.dumps({"files": files}), _timeout=60)
-    host.run_shell_command(StringCommand("systemctl", "restart", service), _timeout=120)
-    outcome = "configuration restored and Orthanc restarted with it" if restored else "RESTORE FAILED"
+    back, _ = host.run_shell_command(StringCommand("systemctl", "restart", service), _timeout=120)
+    back = back and _answering(host, gate, timeout)
+    if not restored:
+        outcome = "RESTORE FAILED: check the *.orthanc-harden-backup files"
+    elif back:
+        outcome = "configuration restored and Orthanc restarted with it"
+    else:
+        outcome = "configuration restored but Orthanc is NOT answering after its restart"
     host.log_styled(f"health gate failed: {detail}; {outcome}; Orthanc log: {tail}", fg="red")
     return False

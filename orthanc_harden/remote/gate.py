@@ -1,5 +1,6 @@
 # Remote program body: a health gate run on the host itself when the control node cannot reach Orthanc's port.
-# Standard input: {"url", "user", "password", "timeout"}. Prints {"ok": bool, "detail": "..."} without secrets.
+# Standard input: {"url", "user", "password", "timeout"}, or {"url", "timeout", "answer_only": true} to wait until
+# Orthanc answers at all. Prints {"ok": bool, "detail": "..."} without secrets.
 
 import base64
 import sys
@@ -28,6 +29,9 @@ def main():
     detail = "Orthanc did not answer"
     while time.time() < deadline:
         anonymous = status(request["url"])
+        if anonymous is not None and request.get("answer_only"):
+            print(json.dumps({"ok": True, "detail": "answering (%s)" % anonymous}))
+            return
         if anonymous is not None:
             user = status(request["url"], (request["user"], request["password"]))
             if anonymous == 401 and user == 200:
