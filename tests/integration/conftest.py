@@ -18,3 +18,15 @@ def lab() -> dict:
     data = state.load(state.lab_dir(TEST_LAB))
     assert data is not None, "lab up succeeded but wrote no state"
     return data
+
+
+def ssh_to(data: dict, entry: dict):
+    """A paramiko client to a lab host, trusting only the lab's known_hosts file."""
+    import paramiko
+
+    client = paramiko.SSHClient()
+    client.load_host_keys(data["known_hosts"])
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect("127.0.0.1", port=entry["ssh_port"], username="root", key_filename=data["ssh_key"],
+                   allow_agent=False, look_for_keys=False, timeout=10)
+    return client

@@ -8,24 +8,19 @@ import subprocess
 import sys
 
 import docker
-import paramiko
 import pytest
 
+from tests.integration.conftest import ssh_to
 from tests.conftest import ROOT, TEST_LAB, run_cli
 
 pytestmark = pytest.mark.lab
 
 
-def _ssh(lab: dict, entry: dict) -> paramiko.SSHClient:
-    client = paramiko.SSHClient()
-    client.load_host_keys(lab["known_hosts"])
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect("127.0.0.1", port=entry["ssh_port"], username="root", key_filename=lab["ssh_key"],
-                   allow_agent=False, look_for_keys=False, timeout=10)
-    return client
+def _ssh(lab: dict, entry: dict):
+    return ssh_to(lab, entry)
 
 
-def _run(ssh: paramiko.SSHClient, command: str) -> str:
+def _run(ssh, command: str) -> str:
     _, stdout, stderr = ssh.exec_command(command)
     output = stdout.read().decode()
     assert stdout.channel.recv_exit_status() == 0, stderr.read().decode()

@@ -9,11 +9,11 @@ import sys
 import threading
 import time
 
-import paramiko
 import pytest
 import requests
 
 from orthanc_harden.lab import state
+from tests.integration.conftest import ssh_to
 from tests.conftest import ROOT, run_cli, unavailable
 
 pytestmark = pytest.mark.lab
@@ -42,16 +42,11 @@ def auth_lab(lab):  # `lab` first: the engine and images exist
     run_cli("lab", "down", "--lab", LAB)
 
 
-def _ssh(data: dict) -> paramiko.SSHClient:
-    client = paramiko.SSHClient()
-    client.load_host_keys(data["known_hosts"])
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect("127.0.0.1", port=data["hosts"][0]["ssh_port"], username="root", key_filename=data["ssh_key"],
-                   allow_agent=False, look_for_keys=False, timeout=10)
-    return client
+def _ssh(data: dict):
+    return ssh_to(data, data["hosts"][0])
 
 
-def _sh(client: paramiko.SSHClient, command: str) -> str:
+def _sh(client, command: str) -> str:
     _, stdout, _ = client.exec_command(command)
     out = stdout.read().decode()
     stdout.channel.recv_exit_status()

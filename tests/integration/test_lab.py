@@ -9,24 +9,19 @@ import sys
 
 import docker
 import json5
-import paramiko
 import pydicom
 import pytest
 import requests
 
 from orthanc_harden.lab import seed, state
+from tests.integration.conftest import ssh_to
 from tests.conftest import ROOT, TEST_LAB, TEST_PORT_BASE, run_cli
 
 pytestmark = pytest.mark.lab
 
 
-def _ssh(lab: dict, entry: dict) -> paramiko.SSHClient:
-    client = paramiko.SSHClient()
-    client.load_host_keys(lab["known_hosts"])
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())  # the lab's known_hosts must be right
-    client.connect("127.0.0.1", port=entry["ssh_port"], username="root", key_filename=lab["ssh_key"],
-                   allow_agent=False, look_for_keys=False, timeout=10)
-    return client
+def _ssh(lab: dict, entry: dict):
+    return ssh_to(lab, entry)
 
 
 def _every_orthanc(lab: dict) -> list[dict]:
