@@ -28,6 +28,15 @@ class Setting:
 SETTINGS = {s.name: s for s in [
     Setting("orthanc_harden_min_version", "1.5.8", str,
             "Lowest acceptable Orthanc version (CVE-2025-0896 is fixed in 1.5.8; raise it, e.g. to `1.12.0`)."),
+    Setting("orthanc_harden_upgrade_version", None, str,
+            "Pin the package version to upgrade to (`1.10.1` or an exact `1.10.1+dfsg-2+deb12u1`) instead of the "
+            "newest the repositories offer. Never downgrades."),
+    Setting("orthanc_harden_upgrade_cache_time", 3600, int,
+            "Refresh the package index before an upgrade only when it is older than this many seconds."),
+    Setting("orthanc_harden_upgrade_allow_held", False, bool,
+            "Upgrade an `apt-mark hold` Orthanc anyway; by default a hold stops the upgrade with a message."),
+    Setting("orthanc_harden_upgrade_lock_timeout", 120, int,
+            "Seconds to wait for another apt/dpkg run to release its lock before failing the host."),
     Setting("orthanc_harden_users_ref", None, str,
             "Secret reference holding the users (name -> password): `env:VAR`, `file:/path`, `vault:mount/path#key`, "
             "`sops:/path#key`, `ansible-vault:/path#key`, `pass:name`."),
@@ -77,6 +86,14 @@ def validate(data) -> list[str]:
             problems.append(f"{name} must be a {setting.type.__name__}, not {type(value).__name__}")
     if get(data, "orthanc_harden_users_mode") not in ("exact", "merge"):
         problems.append("orthanc_harden_users_mode must be 'exact' or 'merge'")
+    for name in ("orthanc_harden_upgrade_cache_time", "orthanc_harden_upgrade_lock_timeout"):
+        value = get(data, name)
+        if isinstance(value, int) and value < 0:
+            problems.append(f"{name} must not be negative")
+    for name in ("orthanc_harden_min_version", "orthanc_harden_upgrade_version"):
+        value = get(data, name)
+        if isinstance(value, str) and not re.match(r"^(\d+:)?\d+\.\d+", value):
+            problems.append(f"{name} {value!r} is not a version like 1.5.8")
     waivers = get(data, "orthanc_harden_waivers")
     if isinstance(waivers, dict):
         for key, reason in waivers.items():

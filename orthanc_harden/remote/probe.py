@@ -25,7 +25,8 @@ def package_info():
         code, out, _ = run(["dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n", "orthanc*"])
         for line in out.splitlines():
             parts = line.split("\t")
-            if len(parts) == 3 and parts[2].startswith("ii"):
+            # Second letter: installed, whatever the selection ("hi" is a held package).
+            if len(parts) == 3 and parts[2][1:2] == "i":
                 if parts[0] == "orthanc":
                     info["version"] = parts[1]
                 else:

@@ -181,12 +181,12 @@ def _deploy_file(ref: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, env={**os.environ, "ORTHANC_HARDEN_LAB": LAB})
 
 
-def test_unresolvable_secret_stops_the_run_before_any_change(auth_lab):
+def test_unresolvable_secret_fails_the_host_before_any_change(auth_lab):
     client = _ssh(auth_lab)
     before = _sh(client, "sha256sum /etc/orthanc/*.json; systemctl show -p MainPID orthanc")
     proc = _deploy_file("env:OH_NOT_SET_ANYWHERE")
     assert proc.returncode != 0
-    assert "lab-pkg-1: env:OH_NOT_SET_ANYWHERE: environment variable OH_NOT_SET_ANYWHERE is not set" in (
+    assert "[lab-pkg-1] env:OH_NOT_SET_ANYWHERE: environment variable OH_NOT_SET_ANYWHERE is not set" in (
         proc.stdout + proc.stderr)
     assert _sh(client, "sha256sum /etc/orthanc/*.json; systemctl show -p MainPID orthanc") == before
     client.close()

@@ -1,0 +1,55 @@
+"""Operations that turn a host's problems and compliance into pyinfra's own success or failure."""
+
+from __future__ import annotations
+
+
+from pyinfra import host, logger
+from pyinfra.api import FunctionCommand, operation
+
+from .. import outcomes
+
+
+
+def failing(control: str, message: str, status: str = "failed") -> FunctionCommand:
+    """A command that records `message` for reports, prints it as ``[host] message`` and fails the host."""
+    def fail(state, host):
+        outcomes.record(host.name, control, status, message)
+        host.log_styled(message, fg="red", log_func=logger.error)
+        return False
+
+    return FunctionCommand(fail, (), {})
+
+
+@operation(is_idempotent=False)
+def failed(control: str, message: str):
+    """
+    Fail this host with a one-line message before anything changes on it; other hosts go on.
+
+    + control: what could not run (``settings``, ``auth``, ``upgrade``, ...)
+    + message: the cause, shown as ``[host] message`` and kept for reports
+
+    **Example:**
+
+    .. code:: python
+
+        report.failed(name="Secret store", control="auth", message="vault:kv/pacs#users: permission denied")
+    """
+    yield failing(control, message)
+
+
+@operation()
+def compliant(controls: tuple[str, ...] = ("upgrade", "auth", "firewall")):
+    """
+    Fail the host, at the end of a run, when a control found something it could not fix (for example no package
+    reaching the version floor), so that the run's exit status says the host is not compliant.
+
+    **Example:**
+
+    .. code:: python
+
+        report.compliant(name="Orthanc compliant")
+    """
+    open_items = [f"{control}: {entry['message']}" for control, entry in outcomes.for_host(host.name).items()
+                  if control in controls and entry["status"] == "not-compliant"]
+    if open_items:
+        yield failing("compliance", "not compliant: " + "; ".join(open_items), status="not-compliant")

@@ -1,0 +1,78 @@
+"""Execution-time steps of the package upgrade: run a package command with a one-line error, prove the result."""
+
+from __future__ import annotations
+
+import shlex
+
+import requests
+from pyinfra import logger
+from pyinfra.api import StringCommand
+
+from .. import outcomes
+from ..versions import at_least
+from .health import _answering, _log_tail
+
+CONTROL = "upgrade"
+ANSWER_TIMEOUT = 90.0
+
+
+def _fail(host, message: str) -> bool:
+    outcomes.record(host.name, CONTROL, "failed", message)
+    host.log_styled(message, fg="red", log_func=logger.error)
+    return False
+
+
+def _cause(lines: list[str]) -> str:
+    """The line a sysadmin needs from apt/dnf/zypper output: the first error, else the last line."""
+    text = [line.strip() for line in lines if line.strip()]
+    for line in text:
+        if line.startswith(("E:", "Error:", "error:", "Problem:")):
+            return line
+    return text[-1] if text else "no output"
+
+
+def run(state, host, command: str, what: str, timeout: int) -> bool:
+    """Run one package-manager command; on failure record and print a single line naming the cause."""
+    ok, output = host.run_shell_command(StringCommand(command), _timeout=timeout)
+    if ok:
+        return True
+    return _fail(host, f"{what} failed, nothing upgraded: {_cause(output.stderr_lines + output.stdout_lines)}")
+
+
+def _system_version(url: str) -> str | None:
+    try:
+        response = requests.get(f"{url}/system", timeout=5)
+    except requests.RequestException:
+        return None
+    if response.status_code != 200:
+        return None  # authentication already on: Orthanc --version is the proof then
+    return response.json().get("Version")
+
+
+def upgraded(state, host, binary: str, config_dir: str, target: str, floor: str, probe_url: str | None,
+             http_port: int, manager: str, services: list[str]) -> bool:
+    """After the transaction: the binary's own version, Orthanc answering, /system's version, new conffiles."""
+    new_suffix = ".dpkg-dist" if manager == "apt" else ".rpmnew"
+    ok, output = host.run_shell_command(
+        f"{shlex.quote(binary)} --version 2>&1 | head -n 1; "
+        f"for f in {shlex.quote(config_dir)}/*{new_suffix}; do [ -e \"$f\" ] && echo \"new-conffile $f\"; done; true",
+        _timeout=60)
+    lines = output.stdout_lines
+    reported = lines[0].split()[-1] if lines and lines[0].split() else ""
+    if not at_least(reported, floor):
+        return _fail(host, f"after installing orthanc {target}, {binary} --version says {reported or 'nothing'}")
+    new_files = [line.split(" ", 1)[1] for line in lines[1:] if line.startswith("new-conffile ")]
+    gate = {"url": probe_url} if probe_url else {"local_url": f"http://127.0.0.1:{http_port}"}
+    if services and not _answering(host, gate, ANSWER_TIMEOUT):
+        tail = _log_tail(host, services[0])
+        return _fail(host, f"orthanc {reported} installed but Orthanc is not answering; Orthanc log: {tail}")
+    if probe_url:
+        served = _system_version(probe_url)
+        if served and not at_least(served, floor):
+            return _fail(host, f"orthanc {reported} installed but /system still reports {served}: not restarted?")
+    message = f"orthanc upgraded to {reported} ({target})"
+    if new_files:
+        message += f"; your configuration was kept, the package's new version is in {', '.join(new_files)}"
+    outcomes.record(host.name, CONTROL, "changed", message)
+    host.log_styled(message, fg="green" if not new_files else "yellow")
+    return True
