@@ -13,7 +13,7 @@ from pyinfra.api.deploy import deploy
 
 from . import settings
 from .facts.orthanc import OrthancHostState
-from .operations import auth, report, upgrade
+from .operations import auth, firewall, report, upgrade
 from .secrets import RUN_CACHE, SecretError
 
 PACKAGED_BINARY = "/usr/sbin/Orthanc"
@@ -96,11 +96,59 @@ def authentication(state: dict | None = None):
         )
 
 
+def _ports(state: dict) -> list[int]:
+    ports = set()
+    for unit in state.get("units", []):
+        values: dict = {}
+        for entry in state.get("configs", {}).get(unit["config_path"], {}).get("files", []):
+            values.update(entry.get("values", {}))
+        if values.get("HttpServerEnabled", True):
+            ports.add(values.get("HttpPort", 8042))
+        if values.get("DicomServerEnabled", True):
+            ports.add(values.get("DicomPort", 4242))
+    return sorted(p for p in ports if isinstance(p, int))
+
+
+@deploy("Orthanc firewall")
+def firewall_rules(state: dict | None = None):
+    """
+    Restrict the HTTP and DICOM ports of every Orthanc of a package host (from its configuration) to
+    ``orthanc_harden_allowed_cidrs`` with the host's firewall, or remove the tool's rules in removal mode.
+    """
+    if not _usable_data() or not _package_host():
+        return
+    data = host.data
+    if settings.get(data, "orthanc_harden_firewall_remove"):
+        firewall.restrict(name="Orthanc firewall rules removed", ports=[], cidrs=[], present=False)
+        return
+    state = state if state is not None else host.get_fact(OrthancHostState)
+    ports = _ports(state)
+    cidrs = settings.get(data, "orthanc_harden_allowed_cidrs")
+    allow_empty = settings.get(data, "orthanc_harden_firewall_allow_empty")
+    if not ports:
+        return
+    if not cidrs and not allow_empty:
+        report.not_compliant(name="Orthanc firewall", control="firewall",
+                             message="orthanc_harden_allowed_cidrs is empty: list the networks that may "
+                                     "reach Orthanc, or waive the firewall control")
+        return
+    firewall.restrict(
+        name="Orthanc ports from allowed networks only",
+        ports=ports,
+        cidrs=cidrs,
+        backend=settings.get(data, "orthanc_harden_firewall_backend"),
+        enable=settings.get(data, "orthanc_harden_firewall_enable"),
+        allow_empty=allow_empty,
+        ssh_port=settings.get(data, "orthanc_harden_firewall_ssh_port"),
+    )
+
+
 @deploy("Orthanc hardening")
 def harden():
     """
-    Every control the host data switches on, in order: upgrade, authentication; then fail the host when a control
-    found something it cannot fix (no package reaches the floor), so the exit status says it is not compliant.
+    Every control the host data switches on, in order: upgrade, authentication, firewall; then fail the host
+    when a control found something it cannot fix (no package reaches the floor, no firewall to use), so the exit
+    status says it is not compliant.
     One round trip reads the host's Orthanc state for all of them.
 
     **Example:**
@@ -117,4 +165,6 @@ def harden():
         upgrade_packages(state=state)
     if settings.get(host.data, "orthanc_harden_auth_enabled"):
         authentication(state=state)
+    if settings.get(host.data, "orthanc_harden_firewall_enabled"):
+        firewall_rules(state=state)
     report.compliant(name="Orthanc compliant")

@@ -8,6 +8,7 @@ off needs a written reason in ``orthanc_harden_waivers``, and waived controls ar
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import sys
 from dataclasses import dataclass
@@ -46,6 +47,17 @@ SETTINGS = {s.name: s for s in [
             "Also set `RemoteAccessAllowed: false` (Orthanc then answers localhost only)."),
     Setting("orthanc_harden_allowed_cidrs", [], list,
             "CIDRs (IPv4/IPv6) allowed to reach Orthanc's HTTP and DICOM ports; everything else is refused."),
+    Setting("orthanc_harden_firewall_backend", "auto", str,
+            "`auto` (firewalld, active ufw, nftables with an enabled service, iptables in use, in that order) or "
+            "`ufw`, `nftables`, `iptables`."),
+    Setting("orthanc_harden_firewall_enable", False, bool,
+            "Enable an installed but inactive ufw, allowing the SSH port first; otherwise the host is reported."),
+    Setting("orthanc_harden_firewall_allow_empty", False, bool,
+            "Accept an empty `orthanc_harden_allowed_cidrs` (it cuts off every client of Orthanc)."),
+    Setting("orthanc_harden_firewall_ssh_port", 22, int,
+            "The host's SSH port as the host sees it: never restricted, allowed first when enabling a firewall."),
+    Setting("orthanc_harden_firewall_remove", False, bool,
+            "Removal mode: take away every rule, table and file the tool added, exactly."),
     Setting("orthanc_harden_probe_url", None, str,
             "URL the control node probes for anonymous access; default `http://<host>:<HttpPort>`."),
     Setting("orthanc_harden_docker_url", None, str,
@@ -90,6 +102,14 @@ def validate(data) -> list[str]:
         value = get(data, name)
         if isinstance(value, int) and value < 0:
             problems.append(f"{name} must not be negative")
+    cidrs = get(data, "orthanc_harden_allowed_cidrs")
+    for cidr in cidrs if isinstance(cidrs, list) else []:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except (TypeError, ValueError):
+            problems.append(f"orthanc_harden_allowed_cidrs: {cidr!r} is not an IPv4 or IPv6 network")
+    if get(data, "orthanc_harden_firewall_backend") not in ("auto", "ufw", "nftables", "iptables"):
+        problems.append("orthanc_harden_firewall_backend must be auto, ufw, nftables or iptables")
     for name in ("orthanc_harden_min_version", "orthanc_harden_upgrade_version"):
         value = get(data, name)
         if isinstance(value, str) and not re.match(r"^(\d+:)?\d+\.\d+", value):

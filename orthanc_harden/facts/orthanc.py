@@ -57,3 +57,24 @@ class OrthancAuthPlan(FactBase):
             if line.startswith("{"):
                 return json.loads(line)
         raise ValueError("the authentication planner printed no JSON")
+
+
+class OrthancFirewallPlan(FactBase):
+    """
+    What ``operations.firewall.restrict`` (``mode="check"``) or its removal (``mode="remove-check"``) would
+    change: the backend in use, whether the tagged rules differ, conflicting foreign rules, notes, or an
+    ``error``. The request comes as ``_stdin``; it holds ports and CIDRs only.
+
+    .. code:: python
+
+        plan = host.get_fact(OrthancFirewallPlan, mode="check", _stdin=StringIO(json.dumps(request)))
+    """
+
+    def command(self, mode: str = "check") -> str:
+        return f"python3 -c {shlex.quote(program('firewall'))} {shlex.quote(mode)}"
+
+    def process(self, output: list[str]) -> dict:
+        for line in output:
+            if line.startswith("{"):
+                return json.loads(line)
+        raise ValueError("the firewall planner printed no JSON")

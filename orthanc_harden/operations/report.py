@@ -53,3 +53,21 @@ def compliant(controls: tuple[str, ...] = ("upgrade", "auth", "firewall")):
                   if control in controls and entry["status"] == "not-compliant"]
     if open_items:
         yield failing("compliance", "not compliant: " + "; ".join(open_items), status="not-compliant")
+
+
+@operation()
+def not_compliant(control: str, message: str):
+    """
+    Record that a control cannot be applied as configured (no change, no failure here); ``compliant`` then fails
+    the host at the end of the run.
+
+    **Example:**
+
+    .. code:: python
+
+        report.not_compliant(name="Firewall", control="firewall", message="no allowed networks configured")
+    """
+    outcomes.record(host.name, control, "not-compliant", message)
+    host.noop(message)
+    return
+    yield  # a generator, as pyinfra operations are

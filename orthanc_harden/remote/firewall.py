@@ -1,0 +1,412 @@
+# Remote program body: runs after orthanc_config.py on the host (python3 -c PROGRAM check|apply|remove), with a
+# JSON request on stdin: {"ports": [8042, 4242], "cidrs": [...], "backend": "auto", "enable": false,
+# "ssh_port": 22}. Restricts Orthanc's ports with the firewall the host already uses and manages only the
+# rules that carry the orthanc-harden tag (a ufw comment, an nftables table, an iptables chain and comment).
+
+import ipaddress
+import shutil
+import sys
+
+TAG = "orthanc-harden"
+SSH_TAG = "orthanc-harden-ssh"
+NFT_TABLE = "orthanc_harden"
+NFT_FILE = "/etc/orthanc-harden/nftables.nft"
+NFT_CONF = "/etc/nftables.conf"
+NFT_INCLUDE = 'include "%s"  # orthanc-harden' % NFT_FILE
+CHAIN = "ORTHANC-HARDEN"
+
+
+class FirewallError(Exception):
+    """Bad request or a failed command: the host fails."""
+
+
+class Unsupported(FirewallError):
+    """The host's firewall situation is outside what may be changed safely: reported, nothing changed."""
+
+
+def must(argv, what, timeout=60, stdin=None):
+    if stdin is None:
+        code, out, err = run(argv, timeout=timeout)
+    else:
+        proc = subprocess.run(argv, input=stdin.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=timeout)
+        code, out, err = proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+    if code != 0:
+        lines = [line.strip() for line in (err or out).splitlines() if line.strip()]
+        cause = next((line for line in lines if "Error" in line or line.startswith("ERROR")), None)
+        raise FirewallError("%s failed: %s" % (what, cause or (lines[-1] if lines else "exit %d" % code)))
+    return out
+
+
+def split_cidrs(cidrs):
+    v4, v6 = [], []
+    for cidr in cidrs:
+        net = ipaddress.ip_network(cidr, strict=False)
+        (v4 if net.version == 4 else v6).append(str(net))
+    return v4, v6
+
+
+# --- detection ---------------------------------------------------------------------------------------------------
+
+def _active(unit):
+    return run(["systemctl", "is-active", unit])[1].strip() == "active"
+
+
+def detect():
+    """(backend, active) in the order of the decision table; an inactive ufw/firewalld is reported, not used."""
+    if shutil.which("firewall-cmd") and run(["firewall-cmd", "--state"])[1].strip() == "running":
+        return "firewalld", True
+    if shutil.which("ufw") and "Status: active" in run(["ufw", "status"])[1]:
+        return "ufw", True
+    if shutil.which("nft") and os.path.exists(NFT_CONF) and \
+            run(["systemctl", "is-enabled", "nftables"])[1].strip() == "enabled":
+        return "nftables", True
+    if shutil.which("iptables-save"):
+        out = run(["iptables-save", "-t", "filter"])[1]
+        if any(line.startswith("-A INPUT") for line in out.splitlines()) or ":INPUT DROP" in out:
+            return "iptables", True
+    if shutil.which("ufw"):
+        return "ufw", False
+    if shutil.which("firewall-cmd"):
+        return "firewalld", False
+    return "none", False
+
+
+# --- ufw ---------------------------------------------------------------------------------------------------------
+
+def _ufw_tuples(path):
+    rules = []
+    try:
+        with open(path) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return rules
+    for line in lines:
+        if not line.startswith("### tuple ### "):
+            continue
+        fields = line[len("### tuple ### "):].split()
+        comment = ""
+        for field in fields:
+            if field.startswith("comment="):
+                try:
+                    comment = bytes.fromhex(field[len("comment="):]).decode("utf-8", "replace")
+                except ValueError:
+                    comment = field
+        # action proto dport dst sport src direction
+        rules.append({"action": fields[0], "proto": fields[1], "port": fields[2], "src": fields[5],
+                      "comment": comment})
+    return rules
+
+
+def _ufw_desired(ports, v4, v6):
+    def family(cidrs, anywhere):
+        allows = [{"action": "allow", "proto": "tcp", "port": str(p), "src": c} for p in ports for c in cidrs]
+        denies = [{"action": "deny", "proto": "tcp", "port": str(p), "src": anywhere} for p in ports]
+        return allows + denies
+    return {"v4": family([c if not c.endswith("/32") else c[:-3] for c in v4], "0.0.0.0/0"),
+            "v6": family([c if not c.endswith("/128") else c[:-4] for c in v6], "::/0")}
+
+
+def _strip(rule):
+    return {k: rule[k] for k in ("action", "proto", "port", "src")}
+
+
+def ufw_plan(ports, v4, v6):
+    current = {"v4": _ufw_tuples("/etc/ufw/user.rules"), "v6": _ufw_tuples("/etc/ufw/user6.rules")}
+    desired = _ufw_desired(ports, v4, v6)
+    problems = []
+    changed = False
+    for fam in ("v4", "v6"):
+        ours = [_strip(r) for r in current[fam] if r["comment"] == TAG]
+        leading = [_strip(r) for r in current[fam][:len(ours)] if r["comment"] == TAG]
+        if ours != desired[fam] or leading != ours:
+            changed = True
+        for rule in current[fam]:
+            if rule["comment"] in (TAG, SSH_TAG) or rule["action"] != "allow":
+                continue
+            if rule["port"] in [str(p) for p in ports] and rule["src"] in ("0.0.0.0/0", "::/0"):
+                problems.append("ufw rule 'allow %s/%s' (not ours) opens port %s to every source and ufw keeps "
+                                "one rule per port and source: delete it (ufw delete allow %s/%s) and re-run"
+                                % (rule["port"], rule["proto"], rule["port"], rule["port"], rule["proto"]))
+    return {"changed": changed, "problems": sorted(set(problems)), "rules": desired}
+
+
+def _ufw_delete_ours(tags):
+    for _ in range(500):  # bounded: one rule per pass, numbers shift after each delete
+        out = must(["ufw", "status", "numbered"], "ufw status")
+        numbers = [int(line[1:line.index("]")]) for line in out.splitlines()
+                   if line.startswith("[") and any(line.rstrip().endswith("# " + tag) for tag in tags)]
+        if not numbers:
+            return
+        must(["ufw", "--force", "delete", str(max(numbers))], "ufw delete")
+    raise FirewallError("ufw: too many tagged rules to delete")
+
+
+def ufw_apply(ports, v4, v6):
+    _ufw_delete_ours([TAG])
+    for port in reversed(ports):
+        must(["ufw", "prepend", "deny", "proto", "tcp", "to", "any", "port", str(port), "comment", TAG], "ufw deny")
+    desired = _ufw_desired(ports, v4, v6)
+    for fam in ("v6", "v4"):
+        for rule in reversed([r for r in desired[fam] if r["action"] == "allow"]):
+            must(["ufw", "prepend", "allow", "proto", "tcp", "from", rule["src"], "to", "any", "port", rule["port"],
+                  "comment", TAG], "ufw allow")
+
+
+def ufw_enable(ssh_port):
+    must(["ufw", "allow", "proto", "tcp", "to", "any", "port", str(ssh_port), "comment", SSH_TAG], "ufw allow ssh")
+    must(["ufw", "--force", "enable"], "ufw enable")
+
+
+# --- nftables ----------------------------------------------------------------------------------------------------
+
+def nft_ruleset(ports, v4, v6):
+    portset = ", ".join(str(p) for p in ports)
+
+    def nft_set(name, kind, cidrs):
+        elements = " elements = { %s }" % ", ".join(cidrs) if cidrs else ""
+        return "  set %s { type %s; flags interval;%s }\n" % (name, kind, elements)
+    return ("# orthanc-harden: Orthanc's ports, allowed sources only (managed file: changes are replaced)\n"
+            "table inet %s {\n" % NFT_TABLE
+            + nft_set("allowed_v4", "ipv4_addr", v4) + nft_set("allowed_v6", "ipv6_addr", v6)
+            + "  chain input {\n    type filter hook input priority -10; policy accept;\n"
+            "    tcp dport { %s } ip saddr @allowed_v4 accept\n" % portset
+            + "    tcp dport { %s } ip6 saddr @allowed_v6 accept\n" % portset
+            + "    tcp dport { %s } drop\n  }\n}\n" % portset)
+
+
+def _read(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def nft_plan(ports, v4, v6):
+    wanted = nft_ruleset(ports, v4, v6)
+    conf = _read(NFT_CONF) or ""
+    live = run(["nft", "list", "table", "inet", NFT_TABLE])[0] == 0
+    changed = _read(NFT_FILE) != wanted or NFT_INCLUDE not in conf.splitlines() or not live
+    return {"changed": changed, "problems": [], "rules": wanted.splitlines()}
+
+
+def _write(path, text, mode=0o644):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".orthanc-harden-tmp"
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def nft_apply(ports, v4, v6):
+    wanted = nft_ruleset(ports, v4, v6)
+    transaction = "table inet %s\ndelete table inet %s\n%s" % (NFT_TABLE, NFT_TABLE, wanted)
+    must(["nft", "-c", "-f", "-"], "nft -c (check)", stdin=transaction)
+    conf = _read(NFT_CONF)
+    if conf is None:
+        raise FirewallError("%s is missing: nftables has no persistent configuration here" % NFT_CONF)
+    _write(NFT_FILE, wanted)
+    if NFT_INCLUDE not in conf.splitlines():
+        new_conf = conf.rstrip("\n") + "\n\n" + NFT_INCLUDE + "\n"
+        must(["nft", "-c", "-f", "-"], "nft -c of %s with the include" % NFT_CONF, stdin=new_conf)
+        _write(NFT_CONF, new_conf, os.stat(NFT_CONF).st_mode & 0o7777)
+    must(["nft", "-f", "-"], "nft -f", stdin=transaction)
+
+
+def nft_remove():
+    conf = _read(NFT_CONF)
+    if conf is not None and NFT_INCLUDE in conf.splitlines():
+        lines = [line for line in conf.splitlines() if line != NFT_INCLUDE]
+        _write(NFT_CONF, "\n".join(lines).rstrip("\n") + "\n", os.stat(NFT_CONF).st_mode & 0o7777)
+    if os.path.exists(NFT_FILE):
+        os.remove(NFT_FILE)
+    if run(["nft", "list", "table", "inet", NFT_TABLE])[0] == 0:
+        must(["nft", "delete", "table", "inet", NFT_TABLE], "nft delete table")
+
+
+# --- iptables ----------------------------------------------------------------------------------------------------
+
+def ipt_rules(ports, cidrs):
+    portlist = ",".join(str(p) for p in ports)
+    match = "-p tcp -m multiport --dports %s -m comment --comment %s" % (portlist, TAG)
+    rules = ["-A %s -s %s %s -j RETURN" % (CHAIN, cidr, match) for cidr in cidrs]
+    return rules + ["-A %s %s -j DROP" % (CHAIN, match)]
+
+
+JUMP = "-A INPUT -m comment --comment %s -j %s" % (TAG, CHAIN)
+
+
+def _ipt_current(save):
+    out = run([save, "-t", "filter"])[1].splitlines()
+    ours = [line for line in out if line.startswith("-A %s " % CHAIN)]
+    inputs = [line for line in out if line.startswith("-A INPUT ")]
+    return ours, bool(inputs) and inputs[0] == JUMP
+
+
+def ipt_plan(ports, v4, v6):
+    changed = False
+    for save, cidrs in (("iptables-save", v4), ("ip6tables-save", v6)):
+        if not shutil.which(save):
+            continue
+        ours, jump_first = _ipt_current(save)
+        if ours != ipt_rules(ports, cidrs) or not jump_first:
+            changed = True
+    return {"changed": changed, "problems": [], "rules": ipt_rules(ports, v4) + ipt_rules(ports, v6)}
+
+
+def ipt_apply(ports, v4, v6):
+    for tool, cidrs in (("iptables", v4), ("ip6tables", v6)):
+        if not shutil.which(tool):
+            continue
+        chain = "*filter\n:%s - [0:0]\n%s\nCOMMIT\n" % (CHAIN, "\n".join(ipt_rules(ports, cidrs)))
+        must([tool + "-restore", "--noflush"], tool + "-restore", stdin=chain)  # declaring the chain flushes it
+        _, jump_first = _ipt_current(tool + "-save")
+        if not jump_first:
+            while run([tool, "-D", "INPUT", "-m", "comment", "--comment", TAG, "-j", CHAIN])[0] == 0:
+                pass
+            must([tool, "-I", "INPUT", "1", "-m", "comment", "--comment", TAG, "-j", CHAIN], tool + " -I INPUT")
+    return ipt_persist()
+
+
+def ipt_persist():
+    if shutil.which("netfilter-persistent"):
+        must(["netfilter-persistent", "save"], "netfilter-persistent save")
+        return []
+    return ["iptables rules are not persistent: netfilter-persistent is not installed (apt install "
+            "iptables-persistent), so a reboot drops them"]
+
+
+def ipt_remove():
+    for tool in ("iptables", "ip6tables"):
+        if not shutil.which(tool):
+            continue
+        for _ in range(100):
+            if run([tool, "-D", "INPUT", "-m", "comment", "--comment", TAG, "-j", CHAIN])[0] != 0:
+                break
+        if run([tool, "-L", CHAIN, "-n"])[0] == 0:
+            must([tool, "-F", CHAIN], tool + " -F")
+            must([tool, "-X", CHAIN], tool + " -X")
+    return ipt_persist()
+
+
+# --- request -----------------------------------------------------------------------------------------------------
+
+def validate(request):
+    ports = request.get("ports") or []
+    if not ports or any(not isinstance(p, int) or isinstance(p, bool) or not 0 < p < 65536 for p in ports):
+        raise FirewallError("ports must be TCP ports between 1 and 65535, not %r" % (ports,))
+    try:
+        v4, v6 = split_cidrs(request.get("cidrs") or [])
+    except ValueError as err:
+        raise FirewallError("invalid CIDR: %s" % err) from None
+    ssh_port = request.get("ssh_port", 22)
+    if ssh_port in ports:
+        raise FirewallError("port %d is SSH's: restricting it could lock everyone out" % ssh_port)
+    if not v4 and not v6 and not request.get("allow_empty"):
+        raise FirewallError("the allow list is empty: that cuts off every client (set allow_empty to mean it)")
+    return sorted(set(ports)), v4, v6
+
+
+def plan(request):
+    ports, v4, v6 = validate(request)
+    backend, active = detect()
+    wanted = request.get("backend") or "auto"
+    if wanted != "auto" and wanted != backend:
+        if wanted == "iptables" and shutil.which("iptables-save"):
+            backend, active = "iptables", True
+        elif wanted == "nftables" and shutil.which("nft") and os.path.exists(NFT_CONF):
+            backend, active = "nftables", True
+        else:
+            raise Unsupported("firewall backend %s was asked for, but this host uses %s" % (wanted, backend))
+    result = {"backend": backend, "active": active, "ports": ports, "changed": False, "problems": [],
+              "enable": False, "notes": []}
+    if backend == "none":
+        raise Unsupported("no host firewall found (firewalld, ufw, nftables, iptables): nothing changed; "
+                            "bind Orthanc to a private address or install one")
+    if backend == "firewalld":
+        raise Unsupported("firewalld is running: not supported yet by orthanc-harden; nothing changed")
+    if not active:
+        if not request.get("enable"):
+            raise Unsupported("%s is installed but inactive: not enabling it (set orthanc_harden_firewall_enable"
+                                " to allow SSH port %s first and enable it)" % (backend, ssh_port_of(request)))
+        result["enable"] = True
+    if shutil.which("iptables-save") and ":DOCKER-USER" in run(["iptables-save", "-t", "filter"])[1]:
+        result["notes"].append("Docker runs here: ports it publishes bypass the INPUT chain, so these %s rules do "
+                               "not filter them; container ports are handled by the container remediation" % backend)
+    step = {"ufw": ufw_plan, "nftables": nft_plan, "iptables": ipt_plan}[backend](ports, v4, v6)
+    result.update(changed=step["changed"] or result["enable"], problems=step["problems"], rules=step["rules"])
+    return result
+
+
+def ssh_port_of(request):
+    return request.get("ssh_port", 22)
+
+
+def apply(request):
+    result = plan(request)
+    if result["problems"]:
+        raise FirewallError(result["problems"][0])
+    if not result["changed"]:
+        return result
+    ports, v4, v6 = validate(request)
+    backend = result["backend"]
+    if backend == "ufw":
+        if result["enable"]:
+            ufw_enable(ssh_port_of(request))
+        ufw_apply(ports, v4, v6)
+    elif backend == "nftables":
+        nft_apply(ports, v4, v6)
+    else:
+        result["notes"] += ipt_apply(ports, v4, v6)
+    after = plan(dict(request, enable=False))
+    if after["changed"]:
+        raise FirewallError("%s: the rules did not come out as planned" % backend)
+    return result
+
+
+def remove(request, dry=False):
+    """Take away every tagged rule, table, file and include line, whichever backend holds them. The SSH rule
+    added when enabling ufw stays (removing it could lock everyone out), and so does ufw's enabled state."""
+    found = []
+    if shutil.which("ufw") and any(r["comment"] == TAG for f in ("/etc/ufw/user.rules", "/etc/ufw/user6.rules")
+                                   for r in _ufw_tuples(f)):
+        found.append("ufw")
+    conf = _read(NFT_CONF) or ""
+    if os.path.exists(NFT_FILE) or NFT_INCLUDE in conf.splitlines() or (
+            shutil.which("nft") and run(["nft", "list", "table", "inet", NFT_TABLE])[0] == 0):
+        found.append("nftables")
+    if any(CHAIN in run([save, "-t", "filter"])[1] for save in ("iptables-save", "ip6tables-save")
+           if shutil.which(save)):
+        found.append("iptables")
+    notes = []
+    if not dry:
+        if "ufw" in found:
+            _ufw_delete_ours([TAG])
+        if "nftables" in found:
+            nft_remove()
+        if "iptables" in found:
+            notes = ipt_remove()
+    return {"changed": bool(found), "removed": found, "notes": notes}
+
+
+def main():
+    mode = sys.argv[1]
+    request = json.loads(sys.stdin.read())
+    try:
+        if mode == "remove-check":
+            result = remove(request, dry=True)
+        else:
+            result = {"check": plan, "apply": apply, "remove": remove}[mode](request)
+    except FirewallError as err:
+        result = {"error": str(err), "unsupported": isinstance(err, Unsupported)}
+    print(json.dumps(result, sort_keys=True))
+    if mode in ("apply", "remove") and "error" in result:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

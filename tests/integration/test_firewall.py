@@ -1,0 +1,156 @@
+"""operations.firewall.restrict with real ufw, nftables and iptables inside lab containers (NET_ADMIN).
+
+Allowed source: the control node, through the published port (Orthanc sees the lab network's gateway). Disallowed
+source: another lab container on the lab's own network. Nothing else is ever contacted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from orthanc_harden.lab import state
+from tests.conftest import ROOT, run_cli, unavailable
+from tests.integration.conftest import ssh_to
+
+pytestmark = pytest.mark.lab
+
+LAB = "pytest-firewall"
+INVENTORY = """
+import json, os
+from orthanc_harden.lab.inventory import groups
+_hosts = os.environ["OH_TEST_HOSTS"].split(",")
+_extra = json.loads(os.environ.get("OH_TEST_DATA", "{}"))
+package_hosts = [(name, {**data, **_extra.get(name, {})})
+                 for name, data in groups(os.environ["ORTHANC_HARDEN_LAB"])["package_hosts"] if name in _hosts]
+"""
+V6_NET = "fd00:4242::/64"  # exercises the IPv6 rules; no IPv6 traffic runs in the lab
+
+
+@pytest.fixture(scope="module")
+def fw_lab(lab, tmp_path_factory):
+    proc = run_cli("lab", "up", "--lab", LAB, "--hosts", "4", "--containers", "0", "--port-base", "29600")
+    if proc.returncode != 0:
+        unavailable(f"lab {LAB} did not start: {proc.stderr[-300:]}")
+    data = state.load(state.lab_dir(LAB))
+    inventory = tmp_path_factory.mktemp("fw") / "inventory.py"
+    inventory.write_text(INVENTORY)
+    data["inventory"] = str(inventory)
+    yield data
+    run_cli("lab", "down", "--lab", LAB)
+
+
+def _sh(client, command: str) -> tuple[int, str]:
+    _, stdout, stderr = client.exec_command(command)
+    out = stdout.read().decode() + stderr.read().decode()
+    return stdout.channel.recv_exit_status(), out
+
+
+def _deploy(lab, entry, **data) -> tuple[int, str]:
+    env = {**os.environ, "ORTHANC_HARDEN_LAB": LAB, "OH_TEST_HOSTS": entry["name"],
+           "OH_TEST_DATA": json.dumps({entry["name"]: data})}
+    proc = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "-v", lab["inventory"], "deploys/firewall.py"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _allowed(entry) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{entry['http_port']}/system", timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _from_other_container(lab, target, port: int = 8042) -> bool:
+    source = ssh_to(lab, lab["hosts"][3])
+    code, _ = _sh(source, f"curl -s -o /dev/null --max-time 3 http://{target['ip']}:{port}/system")
+    source.close()
+    return code == 0
+
+
+BACKENDS = {
+    # name: (host index, planting, reload, foreign rule check, expected backend word, extra data)
+    "ufw": (0, "ufw allow 9999/tcp comment foreign", "ufw reload",
+            "ufw status | grep -q '9999/tcp.*# foreign'", {"orthanc_harden_firewall_enable": True}),
+    "nftables": (1, "systemctl enable --now nftables && nft add table inet foreign && "
+                    "nft add chain inet foreign input '{ type filter hook input priority 0; }' && "
+                    "echo 'table inet foreign { chain input { type filter hook input priority 0; }; }' >> "
+                    "/etc/nftables.conf",
+                 "systemctl restart nftables", "nft list table inet foreign >/dev/null", {}),
+    "iptables": (2, "iptables -A INPUT -p tcp --dport 9999 -m comment --comment foreign -j ACCEPT", None,
+                 "iptables-save | grep -q 'comment foreign'", {}),
+}
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_backend_restricts_survives_reload_is_idempotent_and_removes_exactly(fw_lab, backend):
+    index, plant, reload, foreign, extra = BACKENDS[backend]
+    entry = fw_lab["hosts"][index]
+    client = ssh_to(fw_lab, entry)
+    _, gateway = _sh(client, "ip route | awk '/^default/ {print $3}'")
+    assert _sh(client, plant)[0] == 0
+    assert _allowed(entry) and _from_other_container(fw_lab, entry), "Orthanc must start open to both sources"
+    data = {"orthanc_harden_allowed_cidrs": [f"{gateway.strip()}/32", V6_NET], **extra}
+
+    code, output = _deploy(fw_lab, entry, **data)
+    assert code == 0, output[-2000:]
+    assert f"[{entry['name']}] Orthanc ports restricted with {backend}" in output
+    assert _allowed(entry), "the allowed source must still reach Orthanc"
+    assert not _from_other_container(fw_lab, entry), "a source outside the allowed networks must not"
+    assert not _from_other_container(fw_lab, entry, 4242), "the DICOM port is restricted too"
+    ssh_again = ssh_to(fw_lab, entry)  # SSH still works
+    ssh_again.close()
+    if backend == "iptables":
+        assert "iptables rules are not persistent: netfilter-persistent is not installed" in output
+
+    code, output = _deploy(fw_lab, entry, **data)
+    assert code == 0 and f"[{entry['name']}] No changes" in output, output[-2000:]
+
+    if reload:
+        assert _sh(client, reload)[0] == 0
+        assert _allowed(entry) and not _from_other_container(fw_lab, entry), f"rules lost after `{reload}`"
+        code, output = _deploy(fw_lab, entry, **data)
+        assert f"[{entry['name']}] No changes" in output, "a reload must not make the next run change anything"
+    assert _sh(client, foreign)[0] == 0, "the foreign rule must stay"
+
+    code, output = _deploy(fw_lab, entry, orthanc_harden_firewall_remove=True)
+    assert code == 0 and f"[{entry['name']}] Orthanc ports removed" in output, output[-2000:]
+    if backend == "ufw":
+        # ufw stays enabled with its default policy and the SSH rule (removing that could lock everyone out).
+        _, rules = _sh(client, "ufw status")
+        assert "# orthanc-harden\n" not in rules + "\n" and "orthanc-harden-ssh" in rules
+        assert [line for line in rules.splitlines() if "# orthanc-harden" in line and "-ssh" not in line] == []
+    else:
+        assert _from_other_container(fw_lab, entry), "after removal the other source reaches Orthanc again"
+    assert _sh(client, foreign)[0] == 0
+    code, output = _deploy(fw_lab, entry, orthanc_harden_firewall_remove=True)
+    assert f"[{entry['name']}] No changes" in output
+    client.close()
+
+
+def _snapshot(client) -> str:
+    return _sh(client, "iptables-save | grep -v '^#'; nft list ruleset; ufw status; cat /etc/nftables.conf")[1]
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({"orthanc_harden_allowed_cidrs": ["10.0.0.300/8"]},
+     "host data: orthanc_harden_allowed_cidrs: '10.0.0.300/8' is not an IPv4 or IPv6 network"),
+    ({"orthanc_harden_allowed_cidrs": ["10.1.0.0/16"]},
+     "firewall not changed: ufw is installed but inactive: not enabling it"),
+    ({"orthanc_harden_allowed_cidrs": []}, "orthanc_harden_allowed_cidrs is empty"),
+    ({"orthanc_harden_allowed_cidrs": ["10.1.0.0/16"], "orthanc_harden_firewall_backend": "firewalld"},
+     "orthanc_harden_firewall_backend must be auto, ufw, nftables or iptables"),
+])
+def test_bad_input_and_unusable_firewall_change_nothing(fw_lab, data, expected):
+    entry = fw_lab["hosts"][3]  # untouched by the backend tests: ufw installed, inactive; no rules
+    client = ssh_to(fw_lab, entry)
+    before = _snapshot(client)
+    code, output = _deploy(fw_lab, entry, **data)
+    assert f"[{entry['name']}] " in output and expected in output, output[-2000:]
+    assert _snapshot(client) == before
+    client.close()
