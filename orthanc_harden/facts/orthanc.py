@@ -9,6 +9,14 @@ from pyinfra.api import FactBase
 
 from ..remote import program
 
+def _json_document(output: list[str], program_name: str) -> dict:
+    """Remote programs print one JSON document; anything else on stdout (a login banner) is skipped."""
+    for line in output:
+        if line.startswith("{"):
+            return json.loads(line)
+    raise ValueError(f"{program_name} printed no JSON")
+
+
 NO_PYTHON = {"probe": 0, "error": "python3 is not installed on the host; orthanc-harden reads configuration with it"}
 
 
@@ -32,10 +40,7 @@ class OrthancHostState(FactBase):
                 f"else echo {shlex.quote(json.dumps(NO_PYTHON))}; fi")
 
     def process(self, output: list[str]) -> dict:
-        for line in output:
-            if line.startswith("{"):
-                return json.loads(line)
-        raise ValueError("the Orthanc probe printed no JSON")
+        return _json_document(output, "the Orthanc probe")
 
 
 class OrthancAuthPlan(FactBase):
@@ -53,10 +58,7 @@ class OrthancAuthPlan(FactBase):
         return f"python3 -c {shlex.quote(program('auth'))} check"
 
     def process(self, output: list[str]) -> dict:
-        for line in output:
-            if line.startswith("{"):
-                return json.loads(line)
-        raise ValueError("the authentication planner printed no JSON")
+        return _json_document(output, "the authentication planner")
 
 
 class OrthancFirewallPlan(FactBase):
@@ -74,7 +76,4 @@ class OrthancFirewallPlan(FactBase):
         return f"python3 -c {shlex.quote(program('firewall'))} {shlex.quote(mode)}"
 
     def process(self, output: list[str]) -> dict:
-        for line in output:
-            if line.startswith("{"):
-                return json.loads(line)
-        raise ValueError("the firewall planner printed no JSON")
+        return _json_document(output, "the firewall planner")

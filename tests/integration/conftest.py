@@ -30,3 +30,15 @@ def ssh_to(data: dict, entry: dict):
     client.connect("127.0.0.1", port=entry["ssh_port"], username="root", key_filename=data["ssh_key"],
                    allow_agent=False, look_for_keys=False, timeout=10)
     return client
+
+
+# An inventory of an operator's own, as an unrelated deploy would have: chosen lab hosts only (OH_TEST_HOSTS), with
+# per-host data on top (OH_TEST_DATA, JSON).
+SUBSET_INVENTORY = """
+import json, os
+from orthanc_harden.lab.inventory import groups
+_hosts = os.environ["OH_TEST_HOSTS"].split(",")
+_extra = json.loads(os.environ.get("OH_TEST_DATA", "{}"))
+package_hosts = [(name, {**data, **_extra.get(name, {})})
+                 for name, data in groups(os.environ["ORTHANC_HARDEN_LAB"])["package_hosts"] if name in _hosts]
+"""

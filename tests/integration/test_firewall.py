@@ -16,19 +16,11 @@ import requests
 
 from orthanc_harden.lab import state
 from tests.conftest import ROOT, run_cli, unavailable
-from tests.integration.conftest import ssh_to
+from tests.integration.conftest import SUBSET_INVENTORY, ssh_to
 
 pytestmark = pytest.mark.lab
 
 LAB = "pytest-firewall"
-INVENTORY = """
-import json, os
-from orthanc_harden.lab.inventory import groups
-_hosts = os.environ["OH_TEST_HOSTS"].split(",")
-_extra = json.loads(os.environ.get("OH_TEST_DATA", "{}"))
-package_hosts = [(name, {**data, **_extra.get(name, {})})
-                 for name, data in groups(os.environ["ORTHANC_HARDEN_LAB"])["package_hosts"] if name in _hosts]
-"""
 V6_NET = "fd00:4242::/64"  # exercises the IPv6 rules; no IPv6 traffic runs in the lab
 
 
@@ -39,7 +31,7 @@ def fw_lab(lab, tmp_path_factory):
         unavailable(f"lab {LAB} did not start: {proc.stderr[-300:]}")
     data = state.load(state.lab_dir(LAB))
     inventory = tmp_path_factory.mktemp("fw") / "inventory.py"
-    inventory.write_text(INVENTORY)
+    inventory.write_text(SUBSET_INVENTORY)
     data["inventory"] = str(inventory)
     yield data
     run_cli("lab", "down", "--lab", LAB)

@@ -15,7 +15,7 @@ import requests
 
 from orthanc_harden.lab import oldpackage, state
 from tests.conftest import ROOT, run_cli, unavailable
-from tests.integration.conftest import ssh_to
+from tests.integration.conftest import SUBSET_INVENTORY, ssh_to
 
 pytestmark = pytest.mark.lab
 
@@ -23,16 +23,6 @@ LAB = "pytest-upgrade"
 OLD = oldpackage.STANDIN_VERSION
 NEW_UPSTREAM = "1.10.1"
 CANARY = "Upgrade-Canary-4b7d"
-# An inventory of the operator's own, as an unrelated deploy would have: the lab's hosts, chosen ones only,
-# with per-host data on top.
-INVENTORY = """
-import json, os
-from orthanc_harden.lab.inventory import groups
-_hosts = os.environ["OH_TEST_HOSTS"].split(",")
-_extra = json.loads(os.environ.get("OH_TEST_DATA", "{}"))
-package_hosts = [(name, {**data, **_extra.get(name, {})})
-                 for name, data in groups(os.environ["ORTHANC_HARDEN_LAB"])["package_hosts"] if name in _hosts]
-"""
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +42,7 @@ def upgrade_lab(lab, tmp_path_factory):  # `lab` first: the engine and images ex
     for entry in data["hosts"]:
         oldpackage.plant(client.containers.get(entry["container"]), standin, repo)
     inventory = work / "inventory.py"
-    inventory.write_text(INVENTORY)
+    inventory.write_text(SUBSET_INVENTORY)
     data["inventory"] = str(inventory)
     yield data
     run_cli("lab", "down", "--lab", LAB)
