@@ -19,11 +19,16 @@ from .secrets import RUN_CACHE, SecretError
 PACKAGED_BINARY = "/usr/sbin/Orthanc"
 
 
-def _http_port(state: dict, config_path: str) -> int:
-    port = 8042
+def _values(state: dict, config_path: str) -> dict:
+    """The non-secret values of one Orthanc's configuration files, merged as Orthanc reads them."""
+    values: dict = {}
     for entry in state.get("configs", {}).get(config_path, {}).get("files", []):
-        port = entry.get("values", {}).get("HttpPort", port)
-    return port
+        values.update(entry.get("values", {}))
+    return values
+
+
+def _http_port(state: dict, config_path: str) -> int:
+    return _values(state, config_path).get("HttpPort", 8042)
 
 
 def _usable_data() -> bool:
@@ -99,9 +104,7 @@ def authentication(state: dict | None = None):
 def _ports(state: dict) -> list[int]:
     ports = set()
     for unit in state.get("units", []):
-        values: dict = {}
-        for entry in state.get("configs", {}).get(unit["config_path"], {}).get("files", []):
-            values.update(entry.get("values", {}))
+        values = _values(state, unit["config_path"])
         if values.get("HttpServerEnabled", True):
             ports.add(values.get("HttpPort", 8042))
         if values.get("DicomServerEnabled", True):

@@ -6,13 +6,13 @@ import ipaddress
 import json
 from io import StringIO
 
-from pyinfra import host, logger
+from pyinfra import host
 from pyinfra.api import FunctionCommand, OperationValueError, QuoteString, StringCommand, operation
 
 from .. import outcomes
 from ..facts.orthanc import OrthancFirewallPlan
 from ..remote import program
-from .report import failing
+from .report import fail_host, failing
 
 CONTROL = "firewall"
 BACKENDS = ("auto", "ufw", "nftables", "iptables")
@@ -47,10 +47,7 @@ def _apply(state, host, mode: str, request: str) -> bool:
     lines = [line for line in output.stdout_lines if line.startswith("{")]
     result = json.loads(lines[-1]) if lines else {"error": "the firewall program printed nothing"}
     if not ok or "error" in result:
-        message = f"firewall: {result.get('error') or 'failed'}; see the host's firewall state"
-        outcomes.record(host.name, CONTROL, "failed", message)
-        host.log_styled(message, fg="red", log_func=logger.error)
-        return False
+        return fail_host(host, CONTROL, f"firewall: {result.get('error') or 'failed'}; see the host's firewall state")
     what = "removed" if mode == "remove" else f"restricted with {result['backend']}"
     message = "; ".join([f"Orthanc ports {what}"] + result.get("notes", []))
     outcomes.record(host.name, CONTROL, "changed", message)

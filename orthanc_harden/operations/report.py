@@ -10,14 +10,16 @@ from .. import outcomes
 
 
 
-def failing(control: str, message: str, status: str = "failed") -> FunctionCommand:
-    """A command that records `message` for reports, prints it as ``[host] message`` and fails the host."""
-    def fail(state, host):
-        outcomes.record(host.name, control, status, message)
-        host.log_styled(message, fg="red", log_func=logger.error)
-        return False
+def fail_host(host, control: str, message: str, status: str = "failed") -> bool:
+    """Record `message` for reports and print it as ``[host] message``; False fails the running command."""
+    outcomes.record(host.name, control, status, message)
+    host.log_styled(message, fg="red", log_func=logger.error)
+    return False
 
-    return FunctionCommand(fail, (), {})
+
+def failing(control: str, message: str, status: str = "failed") -> FunctionCommand:
+    """A command that fails the host with `message` when it runs."""
+    return FunctionCommand(lambda state, host: fail_host(host, control, message, status), (), {})
 
 
 @operation(is_idempotent=False)

@@ -5,21 +5,19 @@ from __future__ import annotations
 import shlex
 
 import requests
-from pyinfra import logger
 from pyinfra.api import StringCommand
 
 from .. import outcomes
 from ..versions import at_least
 from .health import _answering, _log_tail
+from .report import fail_host
 
 CONTROL = "upgrade"
 ANSWER_TIMEOUT = 90.0
 
 
 def _fail(host, message: str) -> bool:
-    outcomes.record(host.name, CONTROL, "failed", message)
-    host.log_styled(message, fg="red", log_func=logger.error)
-    return False
+    return fail_host(host, CONTROL, message)
 
 
 def _cause(lines: list[str]) -> str:
