@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pyinfra.api import FactBase
 
+from ..versions import sort_key
+
 # Our own stamp for managers that keep none we could read; apt uses Debian's (apt.systemd.daily and pyinfra touch it).
 APT_STAMP = "/var/lib/apt/periodic/update-success-stamp"
 RPM_STAMP = "/var/lib/orthanc-harden/package-index-stamp"
@@ -80,8 +82,6 @@ class OrthancPackages(FactBase):
 
 
 def parse(lines: list[str]) -> dict:
-    from ..versions import sort_key
-
     facts: dict = {"manager": None, "installed": {}, "held": [], "candidates": {}, "available": {},
                    "index_age": None}
     index_mtime = now = None

@@ -4,7 +4,6 @@
 # Output never holds a password: only file paths, user names and flags.
 
 import sys
-import tempfile
 
 BACKUP_SUFFIX = ".orthanc-harden-backup"
 
@@ -85,28 +84,6 @@ def plan(request):
     return edits, summary
 
 
-def _write_atomically(path, text, mode, uid, gid):
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".orthanc-harden-", dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        os.fchown(fd, uid, gid)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def apply(request):
     edits, summary = plan(request)
     summary["backups"] = {}
@@ -120,9 +97,9 @@ def apply(request):
             original = handle.read()
         # The backup holds the old passwords: owner-only, whatever the original allowed.
         backup = path + BACKUP_SUFFIX
-        _write_atomically(backup, original, 0o600, st.st_uid, st.st_gid)
+        write_atomically(backup, original, 0o600, st.st_uid, st.st_gid)
         summary["backups"][path] = backup
-        _write_atomically(path, text, mode, st.st_uid, st.st_gid)
+        write_atomically(path, text, mode, st.st_uid, st.st_gid)
     summary["changed"] = bool(edits)
     return summary
 
@@ -133,7 +110,7 @@ def restore(request):
         backup = path + BACKUP_SUFFIX
         st = os.stat(path)
         with open(backup, encoding="utf-8") as handle:
-            _write_atomically(path, handle.read(), st.st_mode & 0o7777, st.st_uid, st.st_gid)
+            write_atomically(path, handle.read(), st.st_mode & 0o7777, st.st_uid, st.st_gid)
         restored.append(path)
     return {"restored": restored}
 

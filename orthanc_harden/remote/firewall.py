@@ -25,12 +25,7 @@ class Unsupported(FirewallError):
 
 
 def must(argv, what, timeout=60, stdin=None):
-    if stdin is None:
-        code, out, err = run(argv, timeout=timeout)
-    else:
-        proc = subprocess.run(argv, input=stdin.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=timeout)
-        code, out, err = proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+    code, out, err = run(argv, timeout=timeout, stdin=stdin)
     if code != 0:
         lines = [line.strip() for line in (err or out).splitlines() if line.strip()]
         cause = next((line for line in lines if "Error" in line or line.startswith("ERROR")), None)
@@ -47,10 +42,6 @@ def split_cidrs(cidrs):
 
 
 # --- detection ---------------------------------------------------------------------------------------------------
-
-def _active(unit):
-    return run(["systemctl", "is-active", unit])[1].strip() == "active"
-
 
 def detect():
     """(backend, active) in the order of the decision table; an inactive ufw/firewalld is reported, not used."""
@@ -191,15 +182,15 @@ def nft_plan(ports, v4, v6):
     return {"changed": changed, "problems": [], "rules": wanted.splitlines()}
 
 
-def _write(path, text, mode=0o644):
+def _write(path, text):
+    """Atomically, keeping an existing file's owner and mode (root-owned 0644 for a new one)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".orthanc-harden-tmp"
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    try:
+        st = os.stat(path)
+        mode, uid, gid = st.st_mode & 0o7777, st.st_uid, st.st_gid
+    except FileNotFoundError:
+        mode, uid, gid = 0o644, 0, 0
+    write_atomically(path, text, mode, uid, gid)
 
 
 def nft_apply(ports, v4, v6):
@@ -213,7 +204,7 @@ def nft_apply(ports, v4, v6):
     if NFT_INCLUDE not in conf.splitlines():
         new_conf = conf.rstrip("\n") + "\n\n" + NFT_INCLUDE + "\n"
         must(["nft", "-c", "-f", "-"], "nft -c of %s with the include" % NFT_CONF, stdin=new_conf)
-        _write(NFT_CONF, new_conf, os.stat(NFT_CONF).st_mode & 0o7777)
+        _write(NFT_CONF, new_conf)
     must(["nft", "-f", "-"], "nft -f", stdin=transaction)
 
 
@@ -221,7 +212,7 @@ def nft_remove():
     conf = _read(NFT_CONF)
     if conf is not None and NFT_INCLUDE in conf.splitlines():
         lines = [line for line in conf.splitlines() if line != NFT_INCLUDE]
-        _write(NFT_CONF, "\n".join(lines).rstrip("\n") + "\n", os.stat(NFT_CONF).st_mode & 0o7777)
+        _write(NFT_CONF, "\n".join(lines).rstrip("\n") + "\n")
     if os.path.exists(NFT_FILE):
         os.remove(NFT_FILE)
     if run(["nft", "list", "table", "inet", NFT_TABLE])[0] == 0:
@@ -303,7 +294,7 @@ def validate(request):
         v4, v6 = split_cidrs(request.get("cidrs") or [])
     except ValueError as err:
         raise FirewallError("invalid CIDR: %s" % err) from None
-    ssh_port = request.get("ssh_port", 22)
+    ssh_port = ssh_port_of(request)
     if ssh_port in ports:
         raise FirewallError("port %d is SSH's: restricting it could lock everyone out" % ssh_port)
     if not v4 and not v6 and not request.get("allow_empty"):

@@ -12,6 +12,7 @@ import os
 import pwd
 import re
 import subprocess
+import tempfile
 
 DEFAULT_CREDENTIALS = {("orthanc", "orthanc"), ("demo", "demo"), ("alice", "orthanc"), ("admin", "admin"),
                        ("alice", "alicePassword"), ("orthanc", "password")}
@@ -27,12 +28,36 @@ REPORTED_KEYS = {
 DEFAULT_CONFIG = "/etc/orthanc"
 
 
-def run(argv, timeout=15):
+def run(argv, timeout=15, stdin=None):
     try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+        proc = subprocess.run(argv, input=stdin.encode("utf-8") if stdin is not None else None,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
         return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
     except (OSError, subprocess.TimeoutExpired) as err:
         return 127, "", str(err)
+
+
+def write_atomically(path, text, mode, uid, gid):
+    """Temp file in the same directory with its final owner and mode, fsync, rename, fsync the directory."""
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".orthanc-harden-", dir=directory)
+    try:
+        os.fchmod(fd, mode)
+        os.fchown(fd, uid, gid)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def strip_comments(text):
