@@ -15,7 +15,8 @@ from docker.errors import DockerException
 from .errors import LabError
 
 DOCKERD_LOG = Path("/var/log/orthanc-harden-dockerd.log")
-START_TIMEOUT = 60.0
+START_TIMEOUT = 90.0
+PID_FILES = (Path("/var/run/docker.pid"), Path("/var/run/docker/containerd/containerd.pid"))
 
 
 def _ping() -> docker.DockerClient | None:
@@ -60,14 +61,58 @@ def ensure_engine(say: Callable[[str], None], allow_install: bool = True) -> doc
     if Path("/run/systemd/system").exists():
         say("starting the Docker engine: systemctl start docker")
         subprocess.run(["systemctl", "start", "docker"], capture_output=True, timeout=120)
+        daemon = None
     else:
+        for stale in clear_stale_pid_files(PID_FILES):
+            say(f"removed {stale}: the process it names is not running (left over from an earlier boot)")
         say(f"starting the Docker engine: dockerd (log: {DOCKERD_LOG})")
         with open(DOCKERD_LOG, "ab") as log:
-            subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+            daemon = subprocess.Popen(
+                ["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+            )
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         client = _ping()
         if client:
             return client
+        if daemon is not None and daemon.poll() is not None:
+            raise LabError(f"dockerd exited with status {daemon.returncode}: {log_tail(DOCKERD_LOG)}")
         time.sleep(1)
-    raise LabError(f"the Docker engine did not answer within {START_TIMEOUT:.0f}s; see {DOCKERD_LOG}")
+    raise LabError(f"the Docker engine did not answer within {START_TIMEOUT:.0f}s: {log_tail(DOCKERD_LOG)}")
+
+
+def clear_stale_pid_files(paths: tuple[Path, ...]) -> list[Path]:
+    """Remove pid files naming no live process; dockerd refuses to start while one exists.
+
+    A machine image taken while dockerd ran keeps /var/run/docker.pid (here /run is not a tmpfs), and the
+    next dockerd stops at "pid file found, ensure docker is not running".
+    """
+    removed = []
+    for path in paths:
+        try:
+            pid = int(path.read_text().strip() or "0")
+        except (OSError, ValueError):
+            pid = 0
+        if not path.exists() or (pid > 0 and _alive(pid)):
+            continue
+        path.unlink()
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    # A recycled pid may now belong to anything: only a live dockerd or containerd counts.
+    try:
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return False
+    return name in ("dockerd", "containerd")
+
+
+def log_tail(path: Path, lines: int = 3) -> str:
+    """The last lines of a log, joined on one line, for an error message."""
+    try:
+        tail = path.read_text(errors="replace").strip().splitlines()[-lines:]
+    except OSError:
+        return f"no log at {path}"
+    return " | ".join(tail) or f"{path} is empty"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import stat
 
 import paramiko
@@ -62,3 +63,27 @@ def test_seed_instances_are_valid_and_deterministic():
     assert len(ds.PixelData) == 16 * 16 * 2
     other = pydicom.dcmread(io.BytesIO(seed.make_instance("lab-pkg-2", 1)))
     assert other.SOPInstanceUID != ds.SOPInstanceUID and other.StudyInstanceUID != ds.StudyInstanceUID
+
+
+def test_stale_docker_pid_files_are_removed_and_live_ones_kept(tmp_path):
+    from orthanc_harden.lab import engine
+
+    stale = tmp_path / "docker.pid"
+    stale.write_text("999999999\n")
+    foreign = tmp_path / "foreign.pid"
+    foreign.write_text(f"{os.getpid()}\n")  # alive, but not dockerd: a recycled pid
+    empty = tmp_path / "empty.pid"
+    empty.write_text("")
+    missing = tmp_path / "missing.pid"
+    removed = engine.clear_stale_pid_files((stale, foreign, empty, missing))
+    assert removed == [stale, foreign, empty]
+    assert not stale.exists() and not foreign.exists() and not empty.exists()
+
+
+def test_engine_error_carries_the_log_tail(tmp_path):
+    from orthanc_harden.lab import engine
+
+    log = tmp_path / "dockerd.log"
+    log.write_text("a\nb\nfailed to start daemon: pid file found\n")
+    assert engine.log_tail(log, 2) == "b | failed to start daemon: pid file found"
+    assert "no log" in engine.log_tail(tmp_path / "absent.log")
