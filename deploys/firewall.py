@@ -1,9 +1,12 @@
 """Orthanc's ports from allowed networks only: `pyinfra -y INVENTORY deploys/firewall.py`.
 
 Driven by `orthanc_harden_allowed_cidrs` and the `orthanc_harden_firewall_*` settings; with
-`orthanc_harden_firewall_remove: true` it takes the tool's rules away.
+`orthanc_harden_firewall_remove: true` it takes the tool's rules away. A host whose firewall cannot be changed
+safely (unsupported, inactive, foreign rule in the way) is left as it was and fails at the end as not compliant.
 """
 
 from orthanc_harden.deploys import firewall_rules
+from orthanc_harden.operations import report
 
 firewall_rules()
+report.compliant(name="Orthanc firewall compliant", controls=("firewall",))

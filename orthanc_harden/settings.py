@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+FIREWALL_BACKENDS = ("auto", "firewalld", "ufw", "nftables", "iptables")
+
 CONTROLS = ("upgrade", "auth", "firewall")
 BEGIN, END = "<!-- BEGIN SETTINGS -->", "<!-- END SETTINGS -->"
 
@@ -48,8 +50,8 @@ SETTINGS = {s.name: s for s in [
     Setting("orthanc_harden_allowed_cidrs", [], list,
             "CIDRs (IPv4/IPv6) allowed to reach Orthanc's HTTP and DICOM ports; everything else is refused."),
     Setting("orthanc_harden_firewall_backend", "auto", str,
-            "`auto` (firewalld, active ufw, nftables with an enabled service, iptables in use, in that order) or "
-            "`ufw`, `nftables`, `iptables`."),
+            "`auto` (running firewalld, active ufw, nftables with an enabled service, iptables in use, in that "
+            "order) or `firewalld`, `ufw`, `nftables`, `iptables`."),
     Setting("orthanc_harden_firewall_enable", False, bool,
             "Enable an installed but inactive ufw, allowing the SSH port first; otherwise the host is reported."),
     Setting("orthanc_harden_firewall_allow_empty", False, bool,
@@ -108,8 +110,8 @@ def validate(data) -> list[str]:
             ipaddress.ip_network(cidr, strict=False)
         except (TypeError, ValueError):
             problems.append(f"orthanc_harden_allowed_cidrs: {cidr!r} is not an IPv4 or IPv6 network")
-    if get(data, "orthanc_harden_firewall_backend") not in ("auto", "ufw", "nftables", "iptables"):
-        problems.append("orthanc_harden_firewall_backend must be auto, ufw, nftables or iptables")
+    if get(data, "orthanc_harden_firewall_backend") not in FIREWALL_BACKENDS:
+        problems.append(f"orthanc_harden_firewall_backend must be one of {', '.join(FIREWALL_BACKENDS)}")
     for name in ("orthanc_harden_min_version", "orthanc_harden_upgrade_version"):
         value = get(data, name)
         if isinstance(value, str) and not re.match(r"^(\d+:)?\d+\.\d+", value):

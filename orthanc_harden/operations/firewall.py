@@ -10,12 +10,12 @@ from pyinfra import host
 from pyinfra.api import FunctionCommand, OperationValueError, QuoteString, StringCommand, operation
 
 from .. import outcomes
+from ..settings import FIREWALL_BACKENDS as BACKENDS
 from ..facts.orthanc import OrthancFirewallPlan
 from ..remote import program
 from .report import fail_host, failing
 
 CONTROL = "firewall"
-BACKENDS = ("auto", "ufw", "nftables", "iptables")
 
 
 def request_for(ports, cidrs, backend, enable, allow_empty, ssh_port) -> str:
@@ -70,15 +70,16 @@ def restrict(
 
     + ports: Orthanc's TCP ports, from its configuration (``HttpPort``, ``DicomPort``)
     + cidrs: allowed IPv4/IPv6 networks; everything else is dropped on those ports
-    + backend: ``auto`` (firewalld, ufw, nftables with a persistent configuration, iptables in use, in that
-      order) or one of ``ufw``, ``nftables``, ``iptables``
+    + backend: ``auto`` (running firewalld, active ufw, nftables with a persistent configuration, iptables in
+      use, in that order) or one of ``firewalld``, ``ufw``, ``nftables``, ``iptables``
     + enable: enable an installed but inactive ufw, allowing ``ssh_port`` first; otherwise such a host is reported
       and left alone
     + allow_empty: accept an empty ``cidrs`` (it cuts off every client)
     + ssh_port: never restricted; allowed first when enabling a firewall
     + present: ``False`` takes away every rule, table, file and include line the tool added, exactly
 
-    Only rules carrying the tool's tag are managed (ufw comment ``orthanc-harden``, nftables table
+    Only rules carrying the tool's tag are managed (firewalld policy ``orthanc-harden``, evaluated before every
+    zone; ufw comment ``orthanc-harden``, nftables table
     ``inet orthanc_harden`` in ``/etc/orthanc-harden/nftables.nft`` included from ``/etc/nftables.conf``, iptables
     chain ``ORTHANC-HARDEN``); foreign rules stay untouched. A foreign ufw rule opening a port to everyone is
     reported, not removed.

@@ -45,7 +45,7 @@ def split_cidrs(cidrs):
 
 def detect():
     """(backend, active) in the order of the decision table; an inactive ufw/firewalld is reported, not used."""
-    if shutil.which("firewall-cmd") and run(["firewall-cmd", "--state"])[1].strip() == "running":
+    if fw_running():
         return "firewalld", True
     if shutil.which("ufw") and "Status: active" in run(["ufw", "status"])[1]:
         return "ufw", True
@@ -219,6 +219,126 @@ def nft_remove():
         must(["nft", "delete", "table", "inet", NFT_TABLE], "nft delete table")
 
 
+# --- firewalld ---------------------------------------------------------------------------------------------------
+# A policy from any zone to the host, evaluated before every zone (negative priority), holding rich rules: allows
+# at priority -2, then one drop per port at -1. Its name is the tag. New policies exist only in the permanent
+# configuration, so creating one needs a reload; later changes go to runtime and permanent without one.
+
+FW_POLICY = "orthanc-harden"
+FW_SETTINGS = {"priority": "-100", "target": "CONTINUE", "ingress-zones": "ANY", "egress-zones": "HOST"}
+
+
+def fw_rich_rules(ports, v4, v6):
+    rules = []
+    for family, cidrs in (("ipv4", v4), ("ipv6", v6)):
+        for cidr in cidrs:
+            for port in ports:
+                rules.append('rule priority="-2" family="%s" source address="%s" port port="%d" protocol="tcp" '
+                             'accept' % (family, cidr, port))
+    return rules + ['rule priority="-1" port port="%d" protocol="tcp" drop' % port for port in ports]
+
+
+def _fw_policy(permanent):
+    """{"settings": {...}, "rules": [...]} of our policy, or None where it does not exist."""
+    flag = ["--permanent"] if permanent else []
+    code, out, _ = run(["firewall-cmd"] + flag + ["--info-policy=" + FW_POLICY])
+    if code != 0:
+        return None
+    settings, rules, in_rules = {}, [], False
+    for line in out.splitlines()[1:]:
+        if in_rules:
+            if line.strip():
+                rules.append(line.strip())
+            continue
+        key, _, value = line.strip().partition(":")
+        if key == "rich rules":
+            in_rules = True
+        elif key in FW_SETTINGS:
+            settings[key] = value.strip()
+    return {"settings": settings, "rules": rules}
+
+
+def _fw_needs_creation(permanent, runtime):
+    return any(policy is None or policy["settings"] != FW_SETTINGS for policy in (permanent, runtime))
+
+
+def fw_plan(ports, v4, v6):
+    wanted = fw_rich_rules(ports, v4, v6)
+    permanent, runtime = _fw_policy(True), _fw_policy(False)
+    if _fw_needs_creation(permanent, runtime):
+        fw_require_in_sync("creating the orthanc-harden policy")
+        return {"changed": True, "problems": [], "rules": wanted}
+    changed = any(sorted(policy["rules"]) != sorted(wanted) for policy in (permanent, runtime))
+    return {"changed": changed, "problems": [], "rules": wanted}
+
+
+def _fw_config_view(permanent):
+    # Interfaces are bound at runtime by NetworkManager and the like; they never match the permanent view.
+    flag = ["--permanent"] if permanent else []
+    text = []
+    for query in (["--list-all-zones"], ["--list-all-policies"], ["--direct", "--get-all-rules"]):
+        out = must(["firewall-cmd"] + flag + query, "firewall-cmd " + " ".join(query))
+        for line in out.splitlines():
+            if line.strip().startswith("interfaces:"):
+                continue
+            text.append(line.replace(" (active)", "").replace(" (default)", "").rstrip())
+    return text
+
+
+def fw_require_in_sync(what):
+    """A reload discards runtime-only changes silently: refuse, before any change, when there are some."""
+    if _fw_config_view(True) != _fw_config_view(False):
+        raise Unsupported("firewalld has runtime changes that are not in its permanent configuration, and %s "
+                          "needs a reload, which would discard them: make them permanent (firewall-cmd "
+                          "--runtime-to-permanent) or drop them (firewall-cmd --reload), then re-run" % what)
+
+
+def _fw_sync_rules(flag, current, wanted):
+    for rule in sorted(set(current) - set(wanted)):
+        must(["firewall-cmd"] + flag + ["--policy=" + FW_POLICY, "--remove-rich-rule=" + rule], "firewalld remove")
+    for rule in wanted:
+        if rule not in current:
+            must(["firewall-cmd"] + flag + ["--policy=" + FW_POLICY, "--add-rich-rule=" + rule], "firewalld add")
+
+
+def fw_apply(ports, v4, v6):
+    wanted = fw_rich_rules(ports, v4, v6)
+    permanent, runtime = _fw_policy(True), _fw_policy(False)
+    if _fw_needs_creation(permanent, runtime):
+        fw_require_in_sync("creating the orthanc-harden policy")
+        if permanent is not None:
+            must(["firewall-cmd", "--permanent", "--delete-policy=" + FW_POLICY], "firewalld delete policy")
+        must(["firewall-cmd", "--permanent", "--new-policy=" + FW_POLICY], "firewalld new policy")
+        base = ["firewall-cmd", "--permanent", "--policy=" + FW_POLICY]
+        try:
+            for option in ("--set-priority=" + FW_SETTINGS["priority"], "--set-target=" + FW_SETTINGS["target"],
+                           "--add-ingress-zone=ANY", "--add-egress-zone=HOST"):
+                must(base + [option], "firewalld policy " + option)
+            _fw_sync_rules(["--permanent"], [], wanted)
+        except FirewallError:
+            # Only the permanent configuration was touched: take the half-made policy away again.
+            run(["firewall-cmd", "--permanent", "--delete-policy=" + FW_POLICY])
+            raise
+        must(["firewall-cmd", "--reload"], "firewall-cmd --reload")
+        return ["firewalld reloaded once to activate the new policy %s" % FW_POLICY]
+    _fw_sync_rules(["--permanent"], permanent["rules"], wanted)
+    _fw_sync_rules([], runtime["rules"], wanted)
+    return []
+
+
+def fw_remove():
+    """Permanent: the policy is deleted. Runtime: its rules are taken away, so no reload is needed."""
+    runtime = _fw_policy(False)
+    if runtime is not None:
+        _fw_sync_rules([], runtime["rules"], [])
+    if _fw_policy(True) is not None:
+        must(["firewall-cmd", "--permanent", "--delete-policy=" + FW_POLICY], "firewalld delete policy")
+
+
+def fw_running():
+    return bool(shutil.which("firewall-cmd")) and run(["firewall-cmd", "--state"])[1].strip() == "running"
+
+
 # --- iptables ----------------------------------------------------------------------------------------------------
 
 def ipt_rules(ports, cidrs):
@@ -318,9 +438,10 @@ def plan(request):
     if backend == "none":
         raise Unsupported("no host firewall found (firewalld, ufw, nftables, iptables): nothing changed; "
                             "bind Orthanc to a private address or install one")
-    if backend == "firewalld":
-        raise Unsupported("firewalld is running: not supported yet by orthanc-harden; nothing changed")
     if not active:
+        if backend == "firewalld":
+            raise Unsupported("firewalld is installed but not running: not starting it (start it with its "
+                              "permanent configuration, or use another backend), nothing changed")
         if not request.get("enable"):
             raise Unsupported("%s is installed but inactive: not enabling it (set orthanc_harden_firewall_enable"
                                 " to allow SSH port %s first and enable it)" % (backend, ssh_port_of(request)))
@@ -328,7 +449,8 @@ def plan(request):
     if shutil.which("iptables-save") and ":DOCKER-USER" in run(["iptables-save", "-t", "filter"])[1]:
         result["notes"].append("Docker runs here: ports it publishes bypass the INPUT chain, so these %s rules do "
                                "not filter them; container ports are handled by the container remediation" % backend)
-    step = {"ufw": ufw_plan, "nftables": nft_plan, "iptables": ipt_plan}[backend](ports, v4, v6)
+    step = {"ufw": ufw_plan, "nftables": nft_plan, "iptables": ipt_plan, "firewalld": fw_plan}[backend](
+        ports, v4, v6)
     result.update(changed=step["changed"] or result["enable"], problems=step["problems"], rules=step["rules"])
     return result
 
@@ -351,6 +473,8 @@ def apply(request):
         ufw_apply(ports, v4, v6)
     elif backend == "nftables":
         nft_apply(ports, v4, v6)
+    elif backend == "firewalld":
+        result["notes"] += fw_apply(ports, v4, v6)
     else:
         result["notes"] += ipt_apply(ports, v4, v6)
     after = plan(dict(request, enable=False))
@@ -373,6 +497,8 @@ def remove(request, dry=False):
     if any(CHAIN in run([save, "-t", "filter"])[1] for save in ("iptables-save", "ip6tables-save")
            if shutil.which(save)):
         found.append("iptables")
+    if fw_running() and (_fw_policy(True) is not None or (_fw_policy(False) or {}).get("rules")):
+        found.append("firewalld")
     notes = []
     if not dry:
         if "ufw" in found:
@@ -381,6 +507,8 @@ def remove(request, dry=False):
             nft_remove()
         if "iptables" in found:
             notes = ipt_remove()
+        if "firewalld" in found:
+            fw_remove()
     return {"changed": bool(found), "removed": found, "notes": notes}
 
 

@@ -26,7 +26,7 @@ V6_NET = "fd00:4242::/64"  # exercises the IPv6 rules; no IPv6 traffic runs in t
 
 @pytest.fixture(scope="module")
 def fw_lab(lab, tmp_path_factory):
-    proc = run_cli("lab", "up", "--lab", LAB, "--hosts", "4", "--containers", "0", "--port-base", "29600")
+    proc = run_cli("lab", "up", "--lab", LAB, "--hosts", "5", "--containers", "0", "--port-base", "29600")
     if proc.returncode != 0:
         unavailable(f"lab {LAB} did not start: {proc.stderr[-300:]}")
     data = state.load(state.lab_dir(LAB))
@@ -65,8 +65,28 @@ def _from_other_container(lab, target, port: int = 8042) -> bool:
     return code == 0
 
 
+FIREWALLD = 4
+FIREWALLD_PLANT = ("firewall-cmd --permanent --add-port=8042/tcp --add-port=4242/tcp --add-port=9999/tcp && "
+                   "firewall-cmd --reload")
+
+
+@pytest.fixture(scope="module")
+def firewalld_host(fw_lab):
+    """Debian's firewalld, installed from the mirror inside the lab host; it starts with the public zone."""
+    client = ssh_to(fw_lab, fw_lab["hosts"][FIREWALLD])
+    code, out = _sh(client, "command -v firewall-cmd || (DEBIAN_FRONTEND=noninteractive apt-get update -qq && "
+                            "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq firewalld >/dev/null) && "
+                            "timeout 60 sh -c 'until firewall-cmd --state; do sleep 1; done'")
+    client.close()
+    if code != 0:
+        unavailable(f"firewalld could not be installed in the lab host: {out[-300:]}")
+    return fw_lab["hosts"][FIREWALLD]
+
+
 BACKENDS = {
-    # name: (host index, planting, reload, foreign rule check, expected backend word, extra data)
+    # name: (host index, planting, reload, foreign rule check, extra data)
+    "firewalld": (FIREWALLD, FIREWALLD_PLANT, "firewall-cmd --reload", "firewall-cmd --list-ports | grep -q 9999/tcp",
+                  {}),
     "ufw": (0, "ufw allow 9999/tcp comment foreign", "ufw reload",
             "ufw status | grep -q '9999/tcp.*# foreign'", {"orthanc_harden_firewall_enable": True}),
     "nftables": (1, "systemctl enable --now nftables && nft add table inet foreign && "
@@ -79,9 +99,28 @@ BACKENDS = {
 }
 
 
+def test_firewalld_runtime_only_changes_are_not_discarded_by_a_reload(fw_lab, firewalld_host):
+    client = ssh_to(fw_lab, firewalld_host)
+    assert _sh(client, FIREWALLD_PLANT + " && firewall-cmd --add-port=7777/tcp")[0] == 0  # runtime only
+    before = _sh(client, "firewall-cmd --list-all-policies; firewall-cmd --permanent --list-all-policies; "
+                         "firewall-cmd --list-ports")[1]
+    data = {"orthanc_harden_allowed_cidrs": ["10.1.0.0/16"]}
+    code, output = _deploy(fw_lab, firewalld_host, **data)
+    after = _sh(client, "firewall-cmd --list-all-policies; firewall-cmd --permanent --list-all-policies; "
+                        "firewall-cmd --list-ports")[1]
+    _sh(client, "firewall-cmd --remove-port=7777/tcp")
+    client.close()
+    assert code != 0, "a refused firewall makes the host not compliant"
+    assert (f"[{firewalld_host['name']}] noop: firewall not changed: firewalld has runtime changes that are not in "
+            "its permanent configuration") in output, output[-2000:]
+    assert after == before and "7777/tcp" in after
+
+
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
-def test_backend_restricts_survives_reload_is_idempotent_and_removes_exactly(fw_lab, backend):
+def test_backend_restricts_survives_reload_is_idempotent_and_removes_exactly(fw_lab, backend, request):
     index, plant, reload, foreign, extra = BACKENDS[backend]
+    if backend == "firewalld":
+        request.getfixturevalue("firewalld_host")
     entry = fw_lab["hosts"][index]
     client = ssh_to(fw_lab, entry)
     _, gateway = _sh(client, "ip route | awk '/^default/ {print $3}'")
@@ -99,6 +138,8 @@ def test_backend_restricts_survives_reload_is_idempotent_and_removes_exactly(fw_
     ssh_again.close()
     if backend == "iptables":
         assert "iptables rules are not persistent: netfilter-persistent is not installed" in output
+    if backend == "firewalld":
+        assert "firewalld reloaded once to activate the new policy orthanc-harden" in output
 
     code, output = _deploy(fw_lab, entry, **data)
     assert code == 0 and f"[{entry['name']}] No changes" in output, output[-2000:]
@@ -135,8 +176,10 @@ def _snapshot(client) -> str:
     ({"orthanc_harden_allowed_cidrs": ["10.1.0.0/16"]},
      "firewall not changed: ufw is installed but inactive: not enabling it"),
     ({"orthanc_harden_allowed_cidrs": []}, "orthanc_harden_allowed_cidrs is empty"),
+    ({"orthanc_harden_allowed_cidrs": ["10.1.0.0/16"], "orthanc_harden_firewall_backend": "pf"},
+     "orthanc_harden_firewall_backend must be one of auto, firewalld, ufw, nftables, iptables"),
     ({"orthanc_harden_allowed_cidrs": ["10.1.0.0/16"], "orthanc_harden_firewall_backend": "firewalld"},
-     "orthanc_harden_firewall_backend must be auto, ufw, nftables or iptables"),
+     "firewall backend firewalld was asked for, but this host uses ufw"),
 ])
 def test_bad_input_and_unusable_firewall_change_nothing(fw_lab, data, expected):
     entry = fw_lab["hosts"][3]  # untouched by the backend tests: ufw installed, inactive; no rules
@@ -146,3 +189,4 @@ def test_bad_input_and_unusable_firewall_change_nothing(fw_lab, data, expected):
     assert f"[{entry['name']}] " in output and expected in output, output[-2000:]
     assert _snapshot(client) == before
     client.close()
+
