@@ -85,13 +85,50 @@ def _audit(args) -> int:
         if progress is not None:
             progress.stop()
     out.print(render.table(report))
-    if args.json:
-        text = render.to_json(report)
-        if args.json == "-":
-            sys.stdout.write(text)
+    _write_json(report, args.json)
+    return report["exit_code"]
+
+
+def _write_json(report: dict, destination: str | None) -> None:
+    from .audit import render
+
+    if not destination:
+        return
+    text = render.to_json(report)
+    if destination == "-":
+        sys.stdout.write(text)
+        return
+    with open(destination, "w") as handle:
+        handle.write(text)
+
+
+def _remediate(args) -> int:
+    from . import remediate
+    from .audit.render import remediation_table
+
+    progress = None
+    if err.is_terminal:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                            transient=True)
+        progress.start()
+        task = progress.add_task("connecting")
+
+    def on_op(name: str) -> None:
+        if progress is not None:
+            progress.update(task, description=name)
         else:
-            with open(args.json, "w") as handle:
-                handle.write(text)
+            err.print(f"remediate: {name}", markup=False)
+
+    try:
+        report = remediate.remediate(args.inventory, limit=args.limit, parallel=args.parallel, dry=args.dry,
+                                     on_op=on_op)
+    finally:
+        if progress is not None:
+            progress.stop()
+    out.print(remediation_table(report))
+    _write_json(report, args.json)
     return report["exit_code"]
 
 
@@ -108,6 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", action="append", metavar="PATTERN", help="host name glob or group (repeatable)")
     audit.add_argument("--parallel", type=int, default=20, help="hosts audited at once (default 20)")
     audit.set_defaults(handler=_audit)
+
+    fix = commands.add_parser("remediate", help="harden every host (upgrade, authentication, firewall), then "
+                                                "audit it; exit 0 all compliant, 1 some not compliant, 2 some failed")
+    fix.add_argument("inventory", help="a pyinfra inventory (file, host list or module.function)")
+    fix.add_argument("--dry", action="store_true", help="plan only: show what would change, change nothing")
+    fix.add_argument("--json", metavar="FILE", help="also write the report as JSON ('-' for stdout)")
+    fix.add_argument("--limit", action="append", metavar="PATTERN", help="host name glob or group (repeatable)")
+    fix.add_argument("--parallel", type=int, default=20, help="hosts worked on at once (default 20)")
+    fix.set_defaults(handler=_remediate)
 
     lab = commands.add_parser("lab", help="a local lab of vulnerable Orthanc hosts (Docker)")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True)

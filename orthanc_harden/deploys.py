@@ -11,7 +11,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api.deploy import deploy
 
-from . import settings
+from . import outcomes, settings
 from .facts.orthanc import OrthancHostState
 from .operations import auth, firewall, report, upgrade
 from .secrets import RUN_CACHE, SecretError
@@ -163,6 +163,8 @@ def harden():
     """
     if not _usable_data():
         return
+    for control, reason in settings.waived_controls(host.data).items():
+        outcomes.record(host.name, control, "waived", reason)
     state = host.get_fact(OrthancHostState) if _package_host() else {}
     if settings.get(host.data, "orthanc_harden_upgrade_enabled"):
         upgrade_packages(state=state)

@@ -89,6 +89,13 @@ def get(data, name: str):
     return value
 
 
+def waived_controls(data) -> dict[str, str]:
+    """Controls switched off in this host's data, with their written reasons."""
+    reasons = get(data, "orthanc_harden_waivers")
+    return {control: reasons.get(control, "") for control in CONTROLS
+            if not get(data, f"orthanc_harden_{control}_enabled")}
+
+
 def validate(data) -> list[str]:
     """One line per problem in the host data; empty when it is usable."""
     from .findings import CATALOGUE

@@ -36,3 +36,23 @@ def table(report: dict) -> Table:
 
 def to_json(report: dict) -> str:
     return json.dumps(report, indent=2, sort_keys=True, default=str) + "\n"
+
+
+REMEDIATION_STYLE = {"changed": "yellow", "compliant": "green", "would-change": "yellow", "not-compliant": "red",
+                     "failed": "bold red"}
+
+
+def remediation_table(report: dict) -> Table:
+    """One row per host: what changed (or would), what is waived, and the status with its reason."""
+    verb = "plan" if report["dry"] else "remediation"
+    grid = Table(title=f"orthanc-harden {verb} of {report['inventory']}")
+    for column in ("host", "status", "changes" if not report["dry"] else "would change", "waived", "reason"):
+        grid.add_column(column, overflow="fold")
+    for row in report["hosts"]:
+        style = REMEDIATION_STYLE.get(row["status"], "")
+        waived = "; ".join(f"{control} ({reason})" for control, reason in row["waived"].items())
+        grid.add_row(row["host"], f"[{style}]{row['status']}[/{style}]", "\n".join(row["changes"]) or "-",
+                     waived or "-", row["reason"] or "-")
+    counts = ", ".join(f"{count} {status}" for status, count in report["summary"].items() if count)
+    grid.caption = f"{counts}; exit status {report['exit_code']}"
+    return grid

@@ -34,7 +34,8 @@ def load_state(inventory_path: str, limit: list[str] | None, parallel: int):
     ctx_inventory.set(inventory)
     hosts = [h for h in inventory
              if not limit or any(fnmatch.fnmatch(h.name, p) or p in h.groups for p in limit)]
-    state.init(inventory, Config(PARALLEL=parallel, FAIL_PERCENT=100), initial_limit=set(hosts))
+    # A list: pyinfra treats any other limit (a set included) as no limit at all.
+    state.init(inventory, Config(PARALLEL=parallel, FAIL_PERCENT=100), initial_limit=hosts)
     return state, hosts
 
 

@@ -285,7 +285,8 @@ def up(spec: LabSpec, say: Callable[[str], None]) -> dict:
                 entry["volume"] = f"{member.container}-db"
                 containers.append(entry)
         keys.write_known_hosts(directory / "known_hosts", known)
-        data = {"lab": spec.lab, "network": network, "images": images,
+        ipam = client.networks.get(network).attrs["IPAM"]["Config"]
+        data = {"lab": spec.lab, "network": network, "subnet": ipam[0]["Subnet"] if ipam else None, "images": images,
                 "docker_host": os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
                 "ssh_key": str(key_path), "known_hosts": str(directory / "known_hosts"),
                 "hosts": hosts, "containers": containers}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from . import state
 from .errors import LabError
 
@@ -13,8 +15,16 @@ def groups(lab: str = state.DEFAULT_LAB) -> dict[str, list]:
     if data is None:
         raise LabError(f"no lab named {lab!r} is up ({state.state_file(directory)} is missing): "
                        "run `orthanc-harden lab up` first")
+    # Lab-wide hardening data: the lab's own network may reach Orthanc (the control node comes in through its
+    # gateway), ufw may be enabled (SSH is allowed first), users come from the reference the operator exports.
+    hardening = {"orthanc_harden_firewall_enable": True}
+    if data.get("subnet"):
+        hardening["orthanc_harden_allowed_cidrs"] = [data["subnet"]]
+    if os.environ.get("ORTHANC_HARDEN_LAB_USERS_REF"):
+        hardening["orthanc_harden_users_ref"] = os.environ["ORTHANC_HARDEN_LAB_USERS_REF"]
     package_hosts = [
         (entry["name"], {
+            **hardening,
             "ssh_hostname": "127.0.0.1",
             "ssh_port": entry["ssh_port"],
             "ssh_user": "root",

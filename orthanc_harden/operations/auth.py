@@ -8,6 +8,7 @@ from pyinfra import host
 from pyinfra.api import FunctionCommand, HiddenValue, OperationError, OperationValueError, QuoteString, \
     StringCommand, operation
 
+from .. import outcomes
 from ..facts.orthanc import OrthancAuthPlan
 from ..masking import SecretStdin
 from ..remote import program
@@ -77,11 +78,16 @@ def authentication(
     request = _request(users, config_path, users_mode, disable_remote_access)
     plan = host.get_fact(OrthancAuthPlan, _stdin=SecretStdin(request))
     if "error" in plan:
+        outcomes.record(host.name, "auth", "failed", plan["error"])
         raise OperationError(f"{host.name}: {plan['error']}")
     if not plan["changed"]:
+        outcomes.record(host.name, "auth", "ok", "authentication on with the store's users")
         host.noop(f"authentication already on with the store's users in {config_path}")
         return
     yield StringCommand("python3", "-c", QuoteString(program("auth")), "apply", _stdin=SecretStdin(request))
+    # Commands run as they are yielded: reaching this line means the configuration was written.
+    outcomes.record(host.name, "auth", "changed", f"authentication on in {config_path} (restart pending)"
+                    if restart else f"authentication on in {config_path}; Orthanc not restarted (restart=False)")
     if restart:
         first = sorted(users)[0]
         gate = {"user": first, "password": users[first], "url": probe_url.rstrip("/") if probe_url else None,

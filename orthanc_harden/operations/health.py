@@ -13,8 +13,10 @@ import time
 import requests
 from pyinfra.api import QuoteString, StringCommand
 
+from .. import outcomes
 from ..masking import SecretStdin
 from ..remote import program
+from .report import fail_host
 
 GATE_TIMEOUT = 60.0
 
@@ -87,6 +89,7 @@ def restart_and_gate(state, host, service: str, files: list[str], gate: dict) ->
     else:
         detail = f"systemctl restart {service} failed"
     if ok:
+        outcomes.record(host.name, "auth", "changed", f"authentication on, Orthanc restarted and healthy: {detail}")
         host.log_styled(f"Orthanc healthy after restart: {detail}", fg="green")
         return True
     tail = _log_tail(host, service)
@@ -100,5 +103,4 @@ def restart_and_gate(state, host, service: str, files: list[str], gate: dict) ->
         outcome = "configuration restored and Orthanc restarted with it"
     else:
         outcome = "configuration restored but Orthanc is NOT answering after its restart"
-    host.log_styled(f"health gate failed: {detail}; {outcome}; Orthanc log: {tail}", fg="red")
-    return False
+    return fail_host(host, "auth", f"health gate failed: {detail}; {outcome}; Orthanc log: {tail}")

@@ -1,0 +1,192 @@
+"""Remediate an inventory: run the harden deploy on every host, audit the result, report one row per host.
+
+Compliance is measured, not assumed: after the run every host that did not fail is audited again (the same
+read-only audit as `orthanc-harden audit`), so a host the deploy cannot fix yet (an Orthanc container, a firewall
+it may not touch) shows up as not compliant with its findings.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Callable
+
+from . import __version__, outcomes, settings
+from .audit import run as audit_run
+
+EXIT_COMPLIANT, EXIT_NOT_COMPLIANT, EXIT_FAILED = 0, 1, 2
+STATUSES = ("changed", "compliant", "would-change", "not-compliant", "failed")
+COMPLIANCE_OP = "Orthanc compliant"  # the harden deploy's last op: it fails non-compliant hosts on purpose
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _PyinfraLines(logging.Handler):
+    """Keeps pyinfra's warnings and errors, per host, to explain a failure no operation of ours recorded."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(ANSI.sub("", record.getMessage()).strip())
+
+    def last_for(self, host_name: str) -> str | None:
+        prefix = f"[{host_name}]"
+        mine = [line[len(prefix):].strip() for line in self.lines if line.startswith(prefix)]
+        mine = [line for line in mine if line and not line.startswith("Error: executed")]
+        return mine[-1] if mine else None
+
+
+def _callbacks(on_op: Callable[[str], None] | None):
+    from pyinfra.api import BaseStateCallback
+
+    class Events(BaseStateCallback):
+        @staticmethod
+        def operation_start(state, op_hash):
+            if on_op:
+                on_op(", ".join(sorted(state.get_op_meta(op_hash).names)))
+
+        @staticmethod
+        def operation_host_error(state, host, op_hash, retry_count=0, max_retries=0):
+            # Our own operations record why they fail (and compliance failures are "not-compliant"); this
+            # covers the rest, such as a connection lost in the middle of the run.
+            found = outcomes.for_host(host.name)
+            if "compliance" not in found and "failed" not in {o["status"] for o in found.values()}:
+                name = ", ".join(sorted(state.get_op_meta(op_hash).names))
+                outcomes.record(host.name, "run", "failed", f"operation '{name}' failed")
+
+    return Events()
+
+
+def _connect(state, hosts, parallel: int) -> list:
+    """Connect in parallel; an unreachable host fails with its cause and the others go on."""
+    from gevent.pool import Pool
+    from pyinfra.api.exceptions import ConnectError, PyinfraError
+
+    def one(host):
+        try:
+            host.connect(raise_exceptions=True, show_errors=False)
+        except (ConnectError, PyinfraError, OSError) as err:
+            outcomes.record(host.name, "connect", "failed", f"unreachable: {err}")
+            return None
+        return host
+
+    connected = [h for h in Pool(max(1, parallel)).imap(one, hosts) if h is not None]
+    for host in connected:
+        state.activate_host(host)
+    return connected
+
+
+def _plan(state, host) -> list[str]:
+    """Names of the operations that would change this host (dry run)."""
+    from pyinfra.context import ctx_host, ctx_state
+
+    names = []
+    with ctx_state.use(state), ctx_host.use(host):
+        for op_hash in state.get_op_order():
+            data = state.ops[host].get(op_hash)
+            if data is None or any(n.endswith(COMPLIANCE_OP) for n in state.get_op_meta(op_hash).names):
+                continue
+            if data.operation_meta.will_change:
+                names.append(", ".join(sorted(n.split(" | ")[-1] for n in state.get_op_meta(op_hash).names)))
+    return names
+
+
+def _row(host, failed: bool, pyinfra_lines: _PyinfraLines, dry: bool, plan: list[str]) -> dict:
+    found = outcomes.for_host(host.name)
+    changes = [f"{control}: {o['message']}" for control, o in found.items() if o["status"] == "changed"]
+    row = {"host": host.name, "status": "compliant", "reason": "", "changes": changes,
+           "waived": settings.waived_controls(host.data), "audit": []}
+    failures = [o["message"] for o in found.values() if o["status"] == "failed"]
+    if failures or (failed and "compliance" not in found):
+        reason = (failures[0] if failures else None) or pyinfra_lines.last_for(host.name) or "the run failed"
+        row.update(status="failed", reason=reason)
+        return row
+    open_items = [f"{control}: {o['message']}" for control, o in found.items()
+                  if o["status"] == "not-compliant" and control != "compliance"]
+    if dry:
+        row["changes"] = plan
+        if plan:
+            row.update(status="would-change", reason="; ".join(open_items))
+        elif open_items:
+            row.update(status="not-compliant", reason="; ".join(open_items))
+        return row
+    audited = audit_run.audit_host(host)
+    row["audit"] = [{"instance": a["instance"], "status": a["status"],
+                     "findings": [f["id"] for f in a["findings"] if f["status"] == "fail"]} for a in audited]
+    if any(a["status"] == "failed" for a in audited):
+        row.update(status="failed", reason=next(a["reason"] for a in audited if a["status"] == "failed"))
+    elif open_items or not all(a["compliant"] for a in audited):
+        detail = [f"{a['instance']}: {', '.join(f['id'] for f in a['findings'] if f['status'] == 'fail')}"
+                  for a in audited if not a["compliant"]]
+        row.update(status="not-compliant", reason="; ".join(open_items + detail))
+    elif changes:
+        row["status"] = "changed"
+    return row
+
+
+def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int = 20, dry: bool = False,
+              on_op: Callable[[str], None] | None = None) -> dict:
+    """Run ``orthanc_harden.deploys.harden`` on every host (plan only when ``dry``) and return the report."""
+    from pyinfra.api.deploy import add_deploy
+    from pyinfra.api.exceptions import PyinfraError
+    from pyinfra.api.operations import run_ops
+    from pyinfra.api.state import StateStage
+
+    from .deploys import harden
+
+    started = time.time()
+    outcomes.clear()
+    pyinfra_lines = _PyinfraLines()
+    pyinfra_logger = logging.getLogger("pyinfra")
+    pyinfra_logger.addHandler(pyinfra_lines)
+    state, hosts = audit_run.load_state(inventory_path, limit, parallel)
+    state.add_callback_handler(_callbacks(on_op))
+    failed: set = set()
+    try:
+        state.set_stage(StateStage.Connect)
+        connected = _connect(state, hosts, parallel)
+        failed.update(h for h in hosts if h not in connected)
+        state.set_stage(StateStage.Prepare)
+        for host in connected:
+            try:
+                add_deploy(state, harden, host=[host])
+            except (PyinfraError, OSError, ValueError) as err:
+                outcomes.record(host.name, "prepare", "failed", f"{type(err).__name__}: {err}")
+                failed.add(host)
+        plans = {h: _plan(state, h) for h in connected if h not in failed} if dry else {}
+        runnable = [h for h in connected if h not in failed]
+        if not dry and runnable:
+            state.active_hosts = set(runnable)
+            state.set_stage(StateStage.Execute)
+            try:
+                run_ops(state)
+            except PyinfraError as err:  # "No hosts remaining!": every host failed; rows say why
+                pyinfra_lines.lines.append(str(err))
+        failed.update(state.failed_hosts)
+        rows = [_row(h, h in failed, pyinfra_lines, dry, plans.get(h, [])) for h in hosts]
+    finally:
+        state.set_stage(StateStage.Disconnect)
+        for host in hosts:
+            if host.connected:
+                host.disconnect()
+        pyinfra_logger.removeHandler(pyinfra_lines)
+    return report(rows, inventory_path, started, dry)
+
+
+def report(rows: list[dict], inventory_path: str, started: float, dry: bool) -> dict:
+    statuses = {r["status"] for r in rows}
+    if "failed" in statuses:
+        exit_code = EXIT_FAILED
+    elif statuses & {"not-compliant", "would-change"}:
+        exit_code = EXIT_NOT_COMPLIANT
+    else:
+        exit_code = EXIT_COMPLIANT
+    base = audit_run.report([], inventory_path, started)
+    base.pop("instances")
+    base.update(command="remediate", dry=dry, exit_code=exit_code,
+                summary={s: sum(1 for r in rows if r["status"] == s) for s in STATUSES},
+                waived=sum(1 for r in rows if r["waived"]), hosts=rows)
+    base["version"] = __version__
+    return base
