@@ -132,6 +132,16 @@ def _remediate(args) -> int:
     return report["exit_code"]
 
 
+def _scheduled_run(args) -> int:
+    from pathlib import Path
+
+    from .scheduled import scheduled_run
+
+    code, line = scheduled_run(args.mode, args.inventory, Path(args.report_dir), args.keep, args.parallel)
+    print(line, flush=True)  # one line for the journal or cron's mail
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .lab import DEFAULT_MIRROR, state
 
@@ -154,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--limit", action="append", metavar="PATTERN", help="host name glob or group (repeatable)")
     fix.add_argument("--parallel", type=int, default=20, help="hosts worked on at once (default 20)")
     fix.set_defaults(handler=_remediate)
+
+    timed = commands.add_parser("scheduled-run", help="one run for a timer: lock, audit or remediate, JSON report "
+                                                     "with retention; exit as the run (75: another run held the lock)")
+    timed.add_argument("mode", choices=("remediate", "audit"))
+    timed.add_argument("inventory", help="a pyinfra inventory")
+    timed.add_argument("--report-dir", default="/var/lib/orthanc-harden/reports", help="JSON reports (0600)")
+    timed.add_argument("--keep", type=int, default=48, help="reports kept per mode (default 48)")
+    timed.add_argument("--parallel", type=int, default=20, help="hosts worked on at once (default 20)")
+    timed.set_defaults(handler=_scheduled_run)
 
     lab = commands.add_parser("lab", help="a local lab of vulnerable Orthanc hosts (Docker)")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True)

@@ -13,7 +13,7 @@ from pyinfra.api.deploy import deploy
 
 from . import outcomes, settings
 from .facts.orthanc import OrthancHostState
-from .operations import auth, firewall, report, upgrade
+from .operations import auth, firewall, report, schedule, upgrade
 from .secrets import RUN_CACHE, SecretError
 
 PACKAGED_BINARY = "/usr/sbin/Orthanc"
@@ -173,3 +173,30 @@ def harden():
     if settings.get(host.data, "orthanc_harden_firewall_enabled"):
         firewall_rules(state=state)
     report.compliant(name="Orthanc compliant")
+
+
+@deploy("orthanc-harden schedule")
+def schedule_runs():
+    """
+    Install (or with ``orthanc_harden_schedule_remove`` remove) the scheduled ``remediate`` or ``audit`` run on
+    this host, the control node, from the ``orthanc_harden_schedule_*`` settings.
+    """
+    if not _usable_data():
+        return
+    data = host.data
+    inventory = settings.get(data, "orthanc_harden_schedule_inventory")
+    if not inventory:
+        report.failed(name="orthanc-harden schedule", control="schedule",
+                      message="host data: orthanc_harden_schedule_inventory is not set (the inventory to run)")
+        return
+    schedule.timer(
+        name=f"Scheduled orthanc-harden {settings.get(data, 'orthanc_harden_schedule_mode')}",
+        inventory=inventory,
+        mode=settings.get(data, "orthanc_harden_schedule_mode"),
+        on_calendar=settings.get(data, "orthanc_harden_schedule_on_calendar"),
+        cron_schedule=settings.get(data, "orthanc_harden_schedule_cron"),
+        report_dir=settings.get(data, "orthanc_harden_schedule_report_dir"),
+        keep=settings.get(data, "orthanc_harden_schedule_keep"),
+        environment_file=settings.get(data, "orthanc_harden_schedule_environment_file"),
+        present=not settings.get(data, "orthanc_harden_schedule_remove"),
+    )

@@ -69,6 +69,21 @@ SETTINGS = {s.name: s for s in [
     Setting("orthanc_harden_docker_filters", None, dict,
             "Docker list filters that scope which containers of the engine are managed, e.g. "
             "`{\"label\": \"pacs=prod\"}`; default: every Orthanc container."),
+    Setting("orthanc_harden_schedule_inventory", None, str,
+            "`deploys/schedule.py`: absolute path of the inventory the scheduled run uses (required there)."),
+    Setting("orthanc_harden_schedule_mode", "remediate", str,
+            "`deploys/schedule.py`: `remediate` (fix drift) or `audit` (report only)."),
+    Setting("orthanc_harden_schedule_on_calendar", "hourly", str,
+            "`deploys/schedule.py`: systemd `OnCalendar=` of the timer."),
+    Setting("orthanc_harden_schedule_cron", "17 * * * *", str,
+            "`deploys/schedule.py`: cron schedule used where the control node runs no systemd."),
+    Setting("orthanc_harden_schedule_report_dir", "/var/lib/orthanc-harden/reports", str,
+            "`deploys/schedule.py`: where each run's JSON report is written (0600)."),
+    Setting("orthanc_harden_schedule_keep", 48, int, "`deploys/schedule.py`: reports kept per mode; older ones go."),
+    Setting("orthanc_harden_schedule_environment_file", None, str,
+            "`deploys/schedule.py`: file of variables the secret references need (e.g. `VAULT_TOKEN`), read at run "
+            "time, never copied into the unit."),
+    Setting("orthanc_harden_schedule_remove", False, bool, "`deploys/schedule.py`: remove the timer or cron file."),
     Setting("orthanc_harden_upgrade_enabled", True, bool, "Control `upgrade`: bring Orthanc to the minimum version."),
     Setting("orthanc_harden_auth_enabled", True, bool,
             "Control `auth`: `AuthenticationEnabled: true` with the secret store's users."),
@@ -119,6 +134,8 @@ def validate(data) -> list[str]:
             problems.append(f"orthanc_harden_allowed_cidrs: {cidr!r} is not an IPv4 or IPv6 network")
     if get(data, "orthanc_harden_firewall_backend") not in FIREWALL_BACKENDS:
         problems.append(f"orthanc_harden_firewall_backend must be one of {', '.join(FIREWALL_BACKENDS)}")
+    if get(data, "orthanc_harden_schedule_mode") not in ("remediate", "audit"):
+        problems.append("orthanc_harden_schedule_mode must be remediate or audit")
     for name in ("orthanc_harden_min_version", "orthanc_harden_upgrade_version"):
         value = get(data, name)
         if isinstance(value, str) and not re.match(r"^(\d+:)?\d+\.\d+", value):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set everything up, start the lab of vulnerable Orthanc servers, audit them, enable authentication, audit again.
+# Set everything up, start the lab of vulnerable Orthanc servers, audit them, remediate them, audit again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -17,16 +17,20 @@ orthanc-harden audit inventories/lab.py --json lab-audit.json || rc=$?
 echo "audit exit status: $rc (0 compliant, 1 findings, 2 some host could not be audited); JSON in lab-audit.json"
 
 echo
-echo "== Fix: authentication on, users from a secret store (an owner-only file holding a random password) =="
+echo "== Remediate: upgrade, authentication with users from a secret store, firewall; then audit each host =="
 users=$(python -c 'from orthanc_harden.lab import state; print(state.lab_dir() / "demo-users.json")')
 if [ ! -f "$users" ]; then
   (umask 077; python -c 'import json, secrets; print(json.dumps({"radiology": secrets.token_urlsafe(18)}))' > "$users")
 fi
-pyinfra -y inventories/lab.py --limit package_hosts --data "orthanc_harden_users_ref=file:$users" deploys/auth.py
+export ORTHANC_HARDEN_LAB_USERS_REF="file:$users"   # the lab inventory hands this reference to every host
+rc=0
+orthanc-harden remediate inventories/lab.py --json lab-remediate.json || rc=$?
+echo "remediate exit status: $rc (0 all compliant, 1 some not compliant, 2 some failed); JSON in lab-remediate.json"
+echo "(the lab's Orthanc container stays not compliant until Docker remediation lands: it is reported, not hidden)"
 
 echo
-echo "== Audit again: anonymous access is refused now (ORTH-002/ORTH-108 gone); the firewall control is still to come =="
+echo "== Audit again: anonymous access is refused on the package hosts now =="
 rc=0
-orthanc-harden audit inventories/lab.py --limit package_hosts --json lab-audit-after.json || rc=$?
+orthanc-harden audit inventories/lab.py --json lab-audit-after.json || rc=$?
 echo "audit exit status: $rc"
 echo "anonymous GET http://127.0.0.1:$port/system -> HTTP $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/system")"

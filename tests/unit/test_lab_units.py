@@ -87,3 +87,18 @@ def test_engine_error_carries_the_log_tail(tmp_path):
     log.write_text("a\nb\nfailed to start daemon: pid file found\n")
     assert engine.log_tail(log, 2) == "b | failed to start daemon: pid file found"
     assert "no log" in engine.log_tail(tmp_path / "absent.log")
+
+
+def test_schedule_files_run_the_scheduled_command_and_hold_no_secret():
+    from orthanc_harden.operations import schedule
+
+    line = schedule.run_line("/opt/oh/bin/orthanc-harden", "remediate", "/etc/oh/fleet inv.py", "/var/lib/oh", 5)
+    assert line == "/opt/oh/bin/orthanc-harden scheduled-run remediate '/etc/oh/fleet inv.py' --report-dir " \
+                   "/var/lib/oh --keep 5"
+    unit = schedule.service_unit("remediate", line, "/etc/oh/fleet inv.py", "/etc/oh/secrets.env")
+    assert f"ExecStart={line}\n" in unit and "EnvironmentFile=/etc/oh/secrets.env\n" in unit
+    assert "Type=oneshot" in unit and "UMask=0077" in unit
+    timer = schedule.timer_unit("audit", "*-*-* 02:30:00")
+    assert "OnCalendar=*-*-* 02:30:00\n" in timer and "Persistent=true" in timer and "WantedBy=timers.target" in timer
+    cron = schedule.cron_file("17 * * * *", line, "/etc/oh/secrets.env")
+    assert cron.splitlines()[-1] == f"17 * * * * root set -a; . /etc/oh/secrets.env; set +a; exec {line}"

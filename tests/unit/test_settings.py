@@ -38,3 +38,22 @@ def test_readme_settings_table_is_generated_from_the_code():
     start = text.index(settings.BEGIN) + len(settings.BEGIN) + 1
     end = text.index(settings.END)
     assert text[start:end] == settings.markdown_table(), "run: python -m orthanc_harden.settings --update-readme"
+
+
+def test_example_inventory_loads_and_every_host_passes_validation():
+    from pyinfra.api import State
+    from pyinfra.context import ctx_state
+    from pyinfra_cli.inventory import make_inventory
+
+    from orthanc_harden import settings
+    from tests.conftest import ROOT
+
+    with ctx_state.use(State(check_for_changes=False)):  # as the CLI and `orthanc-harden audit` load it
+        inventory = make_inventory(str(ROOT / "inventories/example.py"), cwd=str(ROOT))
+    hosts = list(inventory)
+    assert {h.name for h in hosts} >= {"pacs-01.example.org", "research-orthanc.example.org", "docker-02.example.org"}
+    for host in hosts:
+        assert settings.validate(host.data) == [], host.name
+    research = inventory.get_host("research-orthanc.example.org")
+    assert settings.waived_controls(research.data) == {
+        "firewall": "reachable only through the nginx proxy on the same host (CHG-2210)"}

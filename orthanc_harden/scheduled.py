@@ -1,0 +1,64 @@
+"""One scheduled run (`orthanc-harden scheduled-run`): a lock, the run, a JSON report kept with a retention limit.
+
+The exit status is the run's own (0 compliant, 1 not compliant, 2 failed), so a systemd unit running this fails
+when a host is not compliant and monitoring sees it; 75 (EX_TEMPFAIL) means another run held the lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+EXIT_LOCKED = 75
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".report-")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def prune(report_dir: Path, mode: str, keep: int) -> list[Path]:
+    """Remove all but the newest `keep` reports of this mode (names sort by time)."""
+    reports = sorted(report_dir.glob(f"{mode}-*.json"))
+    stale = reports[:-keep] if keep > 0 else reports
+    for path in stale:
+        path.unlink()
+    return stale
+
+
+def scheduled_run(mode: str, inventory: str, report_dir: Path, keep: int, parallel: int = 20) -> tuple[int, str]:
+    """Run audit or remediate under a lock; returns (exit status, one summary line)."""
+    from .audit import render
+
+    report_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(report_dir / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return EXIT_LOCKED, f"another orthanc-harden run holds {report_dir / '.lock'}: this one is skipped"
+        if mode == "remediate":
+            from .remediate import remediate
+
+            report = remediate(inventory, parallel=parallel)
+        else:
+            from .audit.run import audit
+
+            report = audit(inventory, parallel=parallel)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        path = report_dir / f"{mode}-{stamp}.json"
+        _write_private(path, render.to_json(report))
+        prune(report_dir, mode, keep)
+    counts = ", ".join(f"{n} {status}" for status, n in report["summary"].items() if n)
+    return report["exit_code"], f"orthanc-harden {mode}: {counts or 'no hosts'}; exit {report['exit_code']}; " \
+                                f"report {path}"
