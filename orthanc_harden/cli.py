@@ -142,6 +142,13 @@ def _scheduled_run(args) -> int:
     return code
 
 
+def _fleet_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("inventory", help="a pyinfra inventory (file, host list or module.function)")
+    command.add_argument("--json", metavar="FILE", help="also write the report as JSON ('-' for stdout)")
+    command.add_argument("--limit", action="append", metavar="PATTERN", help="host name glob or group (repeatable)")
+    command.add_argument("--parallel", type=int, default=20, help="hosts worked on at once (default 20)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .lab import DEFAULT_MIRROR, state
 
@@ -150,19 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     audit = commands.add_parser("audit", help="read-only: find every Orthanc and report CVE-2025-0896 exposure")
-    audit.add_argument("inventory", help="a pyinfra inventory (file, host list or module.function)")
-    audit.add_argument("--json", metavar="FILE", help="also write the report as JSON ('-' for stdout)")
-    audit.add_argument("--limit", action="append", metavar="PATTERN", help="host name glob or group (repeatable)")
-    audit.add_argument("--parallel", type=int, default=20, help="hosts audited at once (default 20)")
+    _fleet_arguments(audit)
     audit.set_defaults(handler=_audit)
 
     fix = commands.add_parser("remediate", help="harden every host (upgrade, authentication, firewall), then "
                                                 "audit it; exit 0 all compliant, 1 some not compliant, 2 some failed")
-    fix.add_argument("inventory", help="a pyinfra inventory (file, host list or module.function)")
+    _fleet_arguments(fix)
     fix.add_argument("--dry", action="store_true", help="plan only: show what would change, change nothing")
-    fix.add_argument("--json", metavar="FILE", help="also write the report as JSON ('-' for stdout)")
-    fix.add_argument("--limit", action="append", metavar="PATTERN", help="host name glob or group (repeatable)")
-    fix.add_argument("--parallel", type=int, default=20, help="hosts worked on at once (default 20)")
     fix.set_defaults(handler=_remediate)
 
     timed = commands.add_parser("scheduled-run", help="one run for a timer: lock, audit or remediate, JSON report "

@@ -32,6 +32,13 @@ def ssh_to(data: dict, entry: dict):
     return client
 
 
+def run_on(client, command: str) -> tuple[int, str]:
+    """Run a shell command over a paramiko client: (exit status, stdout and stderr)."""
+    _, stdout, stderr = client.exec_command(command)
+    out = stdout.read().decode() + stderr.read().decode()
+    return stdout.channel.recv_exit_status(), out
+
+
 # An inventory of an operator's own, as an unrelated deploy would have: chosen lab hosts only (OH_TEST_HOSTS), with
 # per-host data on top (OH_TEST_DATA, JSON).
 SUBSET_INVENTORY = """

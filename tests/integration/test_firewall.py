@@ -17,6 +17,7 @@ import requests
 from orthanc_harden.lab import state
 from tests.conftest import ROOT, run_cli, unavailable
 from tests.integration.conftest import SUBSET_INVENTORY, ssh_to
+from tests.integration.conftest import run_on as _sh
 
 pytestmark = pytest.mark.lab
 
@@ -35,12 +36,6 @@ def fw_lab(lab, tmp_path_factory):
     data["inventory"] = str(inventory)
     yield data
     run_cli("lab", "down", "--lab", LAB)
-
-
-def _sh(client, command: str) -> tuple[int, str]:
-    _, stdout, stderr = client.exec_command(command)
-    out = stdout.read().decode() + stderr.read().decode()
-    return stdout.channel.recv_exit_status(), out
 
 
 def _deploy(lab, entry, **data) -> tuple[int, str]:

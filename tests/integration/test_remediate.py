@@ -19,6 +19,7 @@ import requests
 from orthanc_harden.lab import state
 from tests.conftest import ROOT, run_cli, unavailable
 from tests.integration.conftest import SUBSET_INVENTORY, ssh_to
+from tests.integration.conftest import run_on as _sh
 
 pytestmark = pytest.mark.lab
 
@@ -42,12 +43,6 @@ def fleet(lab, tmp_path_factory):
     data["work"] = work
     yield data
     run_cli("lab", "down", "--lab", LAB)
-
-
-def _sh(client, command: str) -> tuple[int, str]:
-    _, stdout, stderr = client.exec_command(command)
-    out = stdout.read().decode() + stderr.read().decode()
-    return stdout.channel.recv_exit_status(), out
 
 
 def _on(fleet, index: int, command: str) -> str:
