@@ -7,25 +7,12 @@ when a host is not compliant and monitoring sees it; 75 (EX_TEMPFAIL) means anot
 from __future__ import annotations
 
 import fcntl
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .private_files import write_private
+
 EXIT_LOCKED = 75
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".report-")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def prune(report_dir: Path, mode: str, keep: int) -> list[Path]:
@@ -57,7 +44,7 @@ def scheduled_run(mode: str, inventory: str, report_dir: Path, keep: int, parall
             report = audit(inventory, parallel=parallel)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         path = report_dir / f"{mode}-{stamp}.json"
-        _write_private(path, render.to_json(report))
+        write_private(path, render.to_json(report))
         prune(report_dir, mode, keep)
     counts = ", ".join(f"{n} {status}" for status, n in report["summary"].items() if n)
     return report["exit_code"], f"orthanc-harden {mode}: {counts or 'no hosts'}; exit {report['exit_code']}; " \

@@ -8,6 +8,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ..private_files import write_private
+
 
 def new_ed25519() -> tuple[bytes, str]:
     """Return (OpenSSH private key bytes, 'ssh-ed25519 AAAA...' public key line)."""
@@ -38,7 +40,4 @@ def write_known_hosts(path: Path, entries: list[tuple[str, int, str]]) -> None:
     for address, port, public in entries:
         name = address if port == 22 else f"[{address}]:{port}"
         lines.append(f"{name} {public}")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines))
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_private(path, "".join(line + "\n" for line in lines))

@@ -8,6 +8,8 @@ import json
 import os
 from pathlib import Path
 
+from ..private_files import write_private
+
 LABEL = "orthanc-harden.lab"
 DEFAULT_LAB = "default"
 
@@ -34,11 +36,7 @@ def load(directory: Path) -> dict | None:
 
 def save(directory: Path, data: dict) -> None:
     # Atomic replace: inventories/lab.py may read this file while `lab up` is still writing it.
-    path = state_file(directory)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_private(state_file(directory), json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 @contextlib.contextmanager
