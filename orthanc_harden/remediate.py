@@ -12,7 +12,7 @@ import re
 import time
 from typing import Callable
 
-from . import __version__, outcomes, settings
+from . import outcomes, settings
 from .audit import run as audit_run
 
 EXIT_COMPLIANT, EXIT_NOT_COMPLIANT, EXIT_FAILED = 0, 1, 2
@@ -183,10 +183,6 @@ def report(rows: list[dict], inventory_path: str, started: float, dry: bool) -> 
         exit_code = EXIT_NOT_COMPLIANT
     else:
         exit_code = EXIT_COMPLIANT
-    base = audit_run.report([], inventory_path, started)
-    base.pop("instances")
-    base.update(command="remediate", dry=dry, exit_code=exit_code,
-                summary={s: sum(1 for r in rows if r["status"] == s) for s in STATUSES},
-                waived=sum(1 for r in rows if r["waived"]), hosts=rows)
-    base["version"] = __version__
-    return base
+    return {**audit_run.run_metadata("remediate", inventory_path, started), "dry": dry, "exit_code": exit_code,
+            "summary": {s: sum(1 for r in rows if r["status"] == s) for s in STATUSES},
+            "waived": sum(1 for r in rows if r["waived"]), "hosts": rows}

@@ -123,14 +123,21 @@ def audit(inventory_path: str, limit: list[str] | None = None, parallel: int = 2
     return report(rows, inventory_path, started)
 
 
+def run_metadata(command: str, inventory_path: str, started: float) -> dict:
+    """What every report starts with: which tool, command and inventory, when, where and by whom."""
+    return {
+        "tool": "orthanc-harden", "version": __version__, "command": command, "inventory": inventory_path,
+        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+        "duration_s": round(time.time() - started, 2), "control_node": socket.gethostname(),
+        "user": getpass.getuser(),
+    }
+
+
 def report(rows: list[dict], inventory_path: str, started: float) -> dict:
     failed = any(r["status"] == "failed" for r in rows)
     exit_code = EXIT_FAILED if failed else (EXIT_COMPLIANT if all(r["compliant"] for r in rows) else EXIT_FINDINGS)
     return {
-        "tool": "orthanc-harden", "version": __version__, "command": "audit", "inventory": inventory_path,
-        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
-        "duration_s": round(time.time() - started, 2), "control_node": socket.gethostname(),
-        "user": getpass.getuser(), "exit_code": exit_code,
+        **run_metadata("audit", inventory_path, started), "exit_code": exit_code,
         "summary": {s: sum(1 for r in rows if r["status"] == s) for s in ("compliant", "findings", "failed",
                                                                          "no-orthanc")},
         "instances": rows,
