@@ -11,9 +11,14 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api.deploy import deploy
 
-from . import outcomes, settings
+import urllib.parse
+
+from docker.errors import DockerException
+
+from . import engines, outcomes, settings
+from .audit import containers
 from .facts.orthanc import OrthancHostState
-from .operations import auth, firewall, report, schedule, upgrade
+from .operations import auth, container, firewall, report, schedule, upgrade
 from .secrets import RUN_CACHE, SecretError
 
 PACKAGED_BINARY = "/usr/sbin/Orthanc"
@@ -146,6 +151,69 @@ def firewall_rules(state: dict | None = None):
     )
 
 
+def _container_probe_url(data, attrs: dict, url: str) -> str | None:
+    """Where the control node checks a container: host data first, else its published HTTP port."""
+    name = attrs["Name"].lstrip("/")
+    configured = settings.get(data, "orthanc_harden_probe_urls").get(name)
+    if configured:
+        return configured.rstrip("/")
+    bindings = (attrs["NetworkSettings"].get("Ports") or {}).get("8042/tcp") or []
+    if not bindings:
+        return None
+    address = bindings[0]["HostIp"]
+    if address in ("", "0.0.0.0", "::"):
+        address = "127.0.0.1" if url.startswith("unix://") else urllib.parse.urlparse(url).hostname
+    return f"http://{address}:{bindings[0]['HostPort']}"
+
+
+@deploy("Orthanc containers")
+def containers_fixed():
+    """
+    Every Orthanc container of a container host (``orthanc_harden_docker_url``, scoped by
+    ``orthanc_harden_docker_filters``): upgraded from ``orthanc_harden_docker_images`` when below the minimum
+    version, authentication on with the users of ``orthanc_harden_users_ref``, in the order of their names.
+    """
+    data = host.data
+    if not _usable_data() or _package_host():
+        return
+    upgrade_on = settings.get(data, "orthanc_harden_upgrade_enabled")
+    users = None
+    if settings.get(data, "orthanc_harden_auth_enabled"):
+        ref = settings.get(data, "orthanc_harden_users_ref")
+        if not ref:
+            report.failed(name="Orthanc users", control="auth",
+                          message="orthanc_harden_users_ref is not set: no users to enable authentication with")
+            return
+        try:
+            users = RUN_CACHE.users(ref)
+        except SecretError as err:
+            report.failed(name="Orthanc users", control="auth", message=str(err))
+            return
+    url = settings.get(data, "orthanc_harden_docker_url")
+    try:
+        client = engines.for_host(data)
+        found = client.containers.list(all=True, filters=settings.get(data, "orthanc_harden_docker_filters") or {})
+    except (engines.EngineError, DockerException) as err:
+        report.failed(name="Docker engine", control="docker", message=str(err).splitlines()[0])
+        return
+    images = settings.get(data, "orthanc_harden_docker_images")
+    for item in sorted(found, key=lambda c: c.name):
+        kind = containers.family(item)
+        if kind is None:
+            continue
+        container.orthanc(
+            name=f"Orthanc container ({item.name})",
+            container=item.name,
+            users=users,
+            image=images.get(kind),
+            floor=settings.get(data, "orthanc_harden_min_version"),
+            users_mode=settings.get(data, "orthanc_harden_users_mode"),
+            compose=settings.get(data, "orthanc_harden_docker_compose"),
+            upgrade=upgrade_on,
+            probe_url=_container_probe_url(data, item.attrs, url),
+        )
+
+
 @deploy("Orthanc hardening")
 def harden():
     """
@@ -165,7 +233,11 @@ def harden():
         return
     for control, reason in settings.waived_controls(host.data).items():
         outcomes.record(host.name, control, "waived", reason)
-    state = host.get_fact(OrthancHostState) if _package_host() else {}
+    if not _package_host():
+        containers_fixed()
+        report.compliant(name="Orthanc compliant")
+        return
+    state = host.get_fact(OrthancHostState)
     if settings.get(host.data, "orthanc_harden_upgrade_enabled"):
         upgrade_packages(state=state)
     if settings.get(host.data, "orthanc_harden_auth_enabled"):

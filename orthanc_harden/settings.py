@@ -69,6 +69,17 @@ SETTINGS = {s.name: s for s in [
     Setting("orthanc_harden_docker_filters", None, dict,
             "Docker list filters that scope which containers of the engine are managed, e.g. "
             "`{\"label\": \"pacs=prod\"}`; default: every Orthanc container."),
+    Setting("orthanc_harden_docker_images", {}, dict,
+            "Images an Orthanc container below the minimum version is recreated from, by image family: "
+            "`{\"orthancteam\": \"orthancteam/orthanc:24.1.2\", \"osimis\": ..., \"jodogne\": ..., \"other\": ...}` "
+            "(a private mirror's references work too); a container without one is reported."),
+    Setting("orthanc_harden_docker_compose", "refuse", str,
+            "`refuse`: leave compose-managed containers to their compose file and report the change to make; "
+            "`recreate`: recreate them too, keeping every compose label (the next `docker compose up` reverts a "
+            "compose file that was not changed)."),
+    Setting("orthanc_harden_probe_urls", {}, dict,
+            "Container hosts: `{\"container\": \"http://...\"}` where the control node checks each Orthanc; default "
+            "the published HTTP port on the engine's address."),
     Setting("orthanc_harden_schedule_inventory", None, str,
             "`deploys/schedule.py`: absolute path of the inventory the scheduled run uses (required there)."),
     Setting("orthanc_harden_schedule_mode", "remediate", str,
@@ -134,6 +145,8 @@ def validate(data) -> list[str]:
             problems.append(f"orthanc_harden_allowed_cidrs: {cidr!r} is not an IPv4 or IPv6 network")
     if get(data, "orthanc_harden_firewall_backend") not in FIREWALL_BACKENDS:
         problems.append(f"orthanc_harden_firewall_backend must be one of {', '.join(FIREWALL_BACKENDS)}")
+    if get(data, "orthanc_harden_docker_compose") not in ("refuse", "recreate"):
+        problems.append("orthanc_harden_docker_compose must be refuse or recreate")
     if get(data, "orthanc_harden_schedule_mode") not in ("remediate", "audit"):
         problems.append("orthanc_harden_schedule_mode must be remediate or audit")
     for name in ("orthanc_harden_min_version", "orthanc_harden_upgrade_version"):

@@ -20,14 +20,6 @@ FAMILY_DEFAULTS = {"osimis": {"RemoteAccessAllowed": True, "AuthenticationEnable
 IMAGE_STORAGE = "/var/lib/orthanc/db"
 
 
-def client_for(url: str, tls: dict | None = None, timeout: int = 30) -> docker.DockerClient:
-    """unix:// and tcp:// (TLS client certificates from ``tls = {"ca", "cert", "key"}``)."""
-    tls_config = None
-    if tls:
-        tls_config = docker.tls.TLSConfig(client_cert=(tls["cert"], tls["key"]), ca_cert=tls["ca"], verify=True)
-    return docker.DockerClient(base_url=url, tls=tls_config, timeout=timeout)
-
-
 def family(container) -> str | None:
     image = container.attrs["Config"].get("Image", "")
     repo = re.sub(r"[:@].*$", "", image.split("/", 1)[1] if image.count("/") >= 2 else image)
@@ -96,7 +88,10 @@ def config_files(container, directory: str) -> list[dict]:
     return files
 
 
-def _config_dir(container) -> str:
+def config_dir(container, kind: str | None = None) -> str:
+    """Where Orthanc's JSON files are: env-configured images merge /etc/orthanc; others name it in the command."""
+    if kind in FAMILY_DEFAULTS:
+        return "/etc/orthanc/"
     argv = (container.attrs["Config"].get("Entrypoint") or []) + (container.attrs["Config"].get("Cmd") or [])
     positional = [a for a in argv[1:] if not a.startswith("-")]
     target = positional[-1] if positional else "/etc/orthanc/"
@@ -146,7 +141,7 @@ def discover(client: docker.DockerClient, filters: dict | None = None) -> list[d
         kind = family(container)
         if kind is None:
             continue
-        directory = _config_dir(container)
+        directory = config_dir(container, kind)
         files = [{"path": "image-defaults", "keys": [], "values": FAMILY_DEFAULTS.get(kind, {})}]
         env_files, secret_env = env_config(container.attrs["Config"].get("Env") or [])
         files += config_files(container, directory) + env_files

@@ -9,7 +9,7 @@ import time
 from datetime import datetime, timezone
 from typing import Callable
 
-from .. import __version__, findings, settings
+from .. import __version__, engines, findings, settings
 from . import containers, instances, probe
 
 EXIT_COMPLIANT, EXIT_FINDINGS, EXIT_FAILED = 0, 1, 2
@@ -67,7 +67,7 @@ def audit_host(host) -> list[dict]:
     docker_url = settings.get(host.data, "orthanc_harden_docker_url")
     try:
         if docker_url:
-            client = containers.client_for(docker_url, settings.get(host.data, "orthanc_harden_docker_tls"))
+            client = engines.for_host(host.data)
             scope = settings.get(host.data, "orthanc_harden_docker_filters")
             found = [instances.from_container(host.name, c, docker_url) for c in containers.discover(client, scope)]
             urls = host.data.get("orthanc_harden_probe_urls") or {}

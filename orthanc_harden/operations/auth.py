@@ -15,7 +15,8 @@ from ..remote import program
 from .health import GATE_TIMEOUT, restart_and_gate
 
 
-def _request(users: dict, config_path: str, users_mode: str, disable_remote_access: bool) -> str:
+def check_users(users: dict, users_mode: str) -> None:
+    """Refuse, before any fact or change, what would leave Orthanc without a usable user or leak a password."""
     if users_mode not in ("exact", "merge"):
         raise OperationValueError(f"users_mode must be 'exact' or 'merge', not {users_mode!r}")
     if not isinstance(users, dict) or not users:
@@ -26,6 +27,10 @@ def _request(users: dict, config_path: str, users_mode: str, disable_remote_acce
             raise OperationValueError(f"the password of user {name!r} must be a pyinfra HiddenValue")
         if not name or ":" in name or not password.unmask():
             raise OperationValueError(f"user {name!r}: names must be non-empty without ':' and passwords non-empty")
+
+
+def _request(users: dict, config_path: str, users_mode: str, disable_remote_access: bool) -> str:
+    check_users(users, users_mode)
     return json.dumps({"config_path": config_path, "users_mode": users_mode,
                        "disable_remote_access": disable_remote_access,
                        "users": {name: password.unmask() for name, password in users.items()}})

@@ -21,7 +21,8 @@ from .report import fail_host
 GATE_TIMEOUT = 60.0
 
 
-def _probe(url: str, user: str, password: str, timeout: float) -> tuple[bool, str]:
+def wait_for_auth(url: str, user: str, password: str, timeout: float) -> tuple[bool, str]:
+    """Bounded wait until anonymous GET /system answers 401 and `user` 200; (ok, password-free detail)."""
     deadline = time.monotonic() + timeout
     detail = f"{url} did not answer within {timeout:.0f}s"
     while time.monotonic() < deadline:
@@ -83,7 +84,7 @@ def restart_and_gate(state, host, service: str, files: list[str], gate: dict) ->
     ok, _ = host.run_shell_command(StringCommand("systemctl", "restart", service), _timeout=120)
     if ok:
         if gate.get("url"):
-            ok, detail = _probe(gate["url"], user, password, timeout)
+            ok, detail = wait_for_auth(gate["url"], user, password, timeout)
         else:
             ok, detail = _probe_on_host(host, gate["local_url"], user, password, timeout)
     else:

@@ -42,8 +42,8 @@ def failed(control: str, message: str):
 @operation()
 def compliant(controls: tuple[str, ...] = ("upgrade", "auth", "firewall")):
     """
-    Fail the host, at the end of a run, when a control found something it could not fix (for example no package
-    reaching the version floor), so that the run's exit status says the host is not compliant.
+    Fail the host, at the end of a run, when a control (or a container) found something it could not fix (for
+    example no package reaching the version floor), so that the run's exit status says the host is not compliant.
 
     **Example:**
 
@@ -52,7 +52,8 @@ def compliant(controls: tuple[str, ...] = ("upgrade", "auth", "firewall")):
         report.compliant(name="Orthanc compliant")
     """
     open_items = [f"{control}: {entry['message']}" for control, entry in outcomes.for_host(host.name).items()
-                  if control in controls and entry["status"] == "not-compliant"]
+                  if (control in controls or control.startswith("container "))
+                  and entry["status"] == "not-compliant"]
     if open_items:
         yield failing("compliance", "not compliant: " + "; ".join(open_items), status="not-compliant")
 

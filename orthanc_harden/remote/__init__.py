@@ -13,3 +13,10 @@ def program(body: str) -> str:
     """The library, then the body (``probe`` or ``auth``), as one Python source text."""
     here = resources.files("orthanc_harden.remote")
     return here.joinpath("orthanc_config.py").read_text() + "\n\n" + here.joinpath(f"{body}.py").read_text()
+
+
+def load(body: str) -> dict:
+    """The same program as a namespace in this process, for files the control node holds (a container's config)."""
+    namespace: dict = {"__name__": f"orthanc_harden_remote_{body}"}
+    exec(compile(program(body), f"<orthanc-harden {body}>", "exec"), namespace)  # our own packaged source
+    return namespace

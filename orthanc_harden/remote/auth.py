@@ -19,10 +19,19 @@ def load_directory(config_path):
         paths = [config_path]
     else:
         raise PlanError("configuration path %s does not exist" % config_path)
-    texts, parsed = {}, {}
+    texts = {}
     for path in paths:
         with open(path, encoding="utf-8") as handle:
             texts[path] = handle.read()
+    if not paths:
+        raise PlanError("no *.json file in %s" % config_path)
+    return parse_texts(texts)
+
+
+def parse_texts(texts):
+    """Parse every file the editor may touch; the texts can come from a host's disk or a container's archive."""
+    parsed = {}
+    for path in sorted(texts):
         try:
             parsed[path] = parse_config(texts[path])
             members(texts[path])  # the editor must understand every file it may touch
@@ -30,14 +39,13 @@ def load_directory(config_path):
             raise PlanError("%s does not parse (%s); fix it first, nothing was changed" % (path, err)) from None
         if not isinstance(parsed[path], dict):
             raise PlanError("%s: the top level is not a JSON object" % path)
-    if not paths:
-        raise PlanError("no *.json file in %s" % config_path)
     return texts, parsed
 
 
-def plan(request):
+def plan(request, loaded=None):
+    """The edits (path -> new text) and a password-free summary; `loaded` is (texts, parsed) read elsewhere."""
     config_path = request["config_path"]
-    texts, parsed = load_directory(config_path)
+    texts, parsed = loaded if loaded is not None else load_directory(config_path)
     key_files = {}
     for path in sorted(parsed):
         for key in parsed[path]:
@@ -48,7 +56,8 @@ def plan(request):
                         % (duplicated[0], " and ".join(key_files[duplicated[0]])))
     paths = sorted(parsed)
     main = next((p for p in paths if os.path.basename(p) == "orthanc.json"), paths[0])
-    credentials = os.path.join(config_path, "credentials.json") if os.path.isdir(config_path) else None
+    # Not in `parsed` when config_path names a single file: then the main file takes the users.
+    credentials = os.path.join(config_path, "credentials.json")
     users_file = (key_files.get("RegisteredUsers") or [credentials if credentials in parsed else main])[0]
     auth_file = (key_files.get("AuthenticationEnabled") or key_files.get("RemoteAccessAllowed") or [main])[0]
     remote_file = (key_files.get("RemoteAccessAllowed") or [main])[0]

@@ -86,7 +86,7 @@ def test_explicit_authentication_wins_over_the_default():
 def test_container_named_volume_and_bind_mounted_config():
     container = FakeContainer("inspect-named-volume.json")
     assert containers.family(container) == "other"
-    assert containers._config_dir(container) == "/etc/orthanc/"
+    assert containers.config_dir(container) == "/etc/orthanc/"
     assert containers.storage(container, "/var/lib/orthanc/db") == {
         "type": "named-volume", "path": "/var/lib/orthanc/db", "name": "ohlab-default-docker-1-db"}
 

@@ -1,0 +1,248 @@
+"""Decide, read-only, what an Orthanc container needs: a newer image, authentication, or nothing, and whether the
+tool may do it (never when a recreate would lose the DICOM store or be undone by docker compose).
+
+Runs in pyinfra's plan and execute passes alike, so it only inspects and reads files through the archive API.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import posixpath
+import tarfile
+from dataclasses import dataclass, field
+
+from docker.errors import APIError, NotFound
+
+from . import versions
+from .audit import containers
+from .remote import load
+
+ENV_FAMILIES = ("osimis", "orthancteam")
+AUTH_ENV = "ORTHANC__AUTHENTICATION_ENABLED"
+USERS_ENV = "ORTHANC__REGISTERED_USERS"
+# Where env-configured images get their users: a JSON file they merge, never an environment variable.
+USERS_FILE = "/etc/orthanc/orthanc-harden-users.json"
+COMPOSE_PROJECT = "com.docker.compose.project"
+
+
+@dataclass
+class ConfigFile:
+    path: str
+    text: str
+    uid: int
+    gid: int
+    mode: int
+    exists: bool = True
+
+
+@dataclass
+class Assessment:
+    name: str
+    family: str
+    version: str | None
+    image: str
+    upgrade_to: str | None = None           # image reference to recreate from
+    auth: str = "ok"                        # "ok", "files" (edit files, restart), "recreate" (env change)
+    env: dict = field(default_factory=dict)  # variable -> value, None removes it
+    files: list[ConfigFile] = field(default_factory=list)      # new contents (hold passwords: memory only)
+    originals: list[ConfigFile] = field(default_factory=list)  # what they replace, for backups and rollback
+    carry: list[ConfigFile] = field(default_factory=list)      # writable-layer config a recreate must copy over
+    summary: list[str] = field(default_factory=list)           # password-free description of the change
+    refusal: str | None = None              # the tool must not do it: not compliant, with the advice
+    error: str | None = None                # bad input: fail this container, change nothing
+    compose: str = "refuse"                 # "recreate" accepts recreating compose-managed containers
+
+    @property
+    def recreate(self) -> bool:
+        return bool(self.upgrade_to) or self.auth == "recreate"
+
+    @property
+    def changes(self) -> bool:
+        return not self.error and (self.recreate or self.auth == "files")
+
+
+def _env(attrs: dict) -> dict[str, str]:
+    return dict(item.partition("=")[::2] for item in attrs["Config"].get("Env") or [])
+
+
+def read_files(container, directory: str) -> list[ConfigFile]:
+    """The ``*.json`` files directly in `directory` of the container, with owner and mode."""
+    try:
+        stream, _ = container.get_archive(directory)
+    except NotFound:
+        return []
+    archive = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
+    found = []
+    for member in sorted(archive.getmembers(), key=lambda m: m.name):
+        if member.isfile() and member.name.endswith(".json") and posixpath.dirname(member.name) == \
+                posixpath.basename(directory.rstrip("/")):
+            text = archive.extractfile(member).read().decode("utf-8", "replace")
+            found.append(ConfigFile(posixpath.join(directory, posixpath.basename(member.name)), text,
+                                    member.uid, member.gid, member.mode & 0o7777))
+    return found
+
+
+def _in_mount(attrs: dict, path: str) -> bool:
+    return any(path == m["Destination"] or path.startswith(m["Destination"].rstrip("/") + "/")
+               for m in attrs.get("Mounts") or [])
+
+
+def _compose_advice(attrs: dict, target: str | None, what: list[str]) -> str:
+    labels = attrs["Config"].get("Labels") or {}
+    files = labels.get("com.docker.compose.project.config_files", "the compose file")
+    service = labels.get("com.docker.compose.service", "?")
+    changes = [f"image: {target}"] if target else []
+    changes += [f"environment {AUTH_ENV}: \"true\"", "users in a mounted JSON file or a secret"] \
+        if "auth" in what else []
+    return (f"managed by docker compose (project {labels.get(COMPOSE_PROJECT)}, service {service}): a recreate "
+            f"here would be undone by the next `docker compose up`; change service {service} in {files} "
+            f"({'; '.join(changes)}) and run `docker compose up -d {service}`, or set "
+            "orthanc_harden_docker_compose: recreate")
+
+
+def _runtime_ids(container) -> tuple[int, int]:
+    """The uid and gid Orthanc runs as in the container (exec runs as the container's configured user)."""
+    ids = []
+    for flag in ("-u", "-g"):
+        code, output = container.exec_run(["id", flag])
+        ids.append(int(output.strip()) if code == 0 and output.strip().isdigit() else 0)
+    return ids[0], ids[1]
+
+
+def _users_text(texts: list[ConfigFile], users: dict[str, str], mode: str, editor: dict, owner_ids=lambda: (0, 0)):
+    """For env-configured images: the file holding RegisteredUsers (theirs or ours) and its new text, or None."""
+    owner = next((f for f in texts if "RegisteredUsers" in editor["parse_config"](f.text)), None)
+    current = editor["parse_config"](owner.text).get("RegisteredUsers", {}) if owner else {}
+    wanted = dict(current, **users) if mode == "merge" else dict(users)
+    if owner and current == wanted:
+        return owner, None
+    base = owner or ConfigFile(USERS_FILE, "{\n}\n", *owner_ids(), 0o400, exists=False)
+    return base, editor["set_key"](base.text, "RegisteredUsers", wanted)
+
+
+def assess(client, name: str, users: dict[str, str] | None, users_mode: str = "exact", floor: str = "1.5.8",
+           target: str | None = None, compose: str = "refuse", upgrade: bool = True) -> Assessment:
+    """What `name` needs. `users` are plain passwords here: the result's files hold them, so never print it.
+    Without users the authentication control is not applied; without `upgrade` the version is not acted on."""
+    try:
+        container = client.containers.get(name)
+    except NotFound:
+        return Assessment(name, "?", None, "?", error=f"container {name}: no such container on this engine")
+    attrs = container.attrs
+    family = containers.family(container) or "other"
+    result = Assessment(name, family, None, attrs["Config"].get("Image", "?"), compose=compose)
+    if container.status != "running":
+        result.error = (f"container {name} is {container.status}, not running: its Orthanc version cannot be "
+                        "read; start it (or remove it if retired), nothing was changed")
+        return result
+    result.version = containers.version(container)
+    if result.version is None:
+        result.error = f"container {name}: `Orthanc --version` gave no version inside the container"
+        return result
+    directory = containers.config_dir(container, family).rstrip("/") or "/"
+    files = read_files(container, directory)
+    store = containers.IMAGE_STORAGE
+    for entry in files:
+        try:
+            store = editor_parse(entry.text).get("StorageDirectory", store)
+        except ValueError:
+            pass
+    storage = containers.storage(container, store)
+
+    if upgrade and not versions.at_least(result.version, floor):
+        if not target:
+            result.refusal = (f"container {name}: Orthanc {result.version} is below {floor} and no target image "
+                              "is set for its family (orthanc_harden_docker_images)")
+        else:
+            result.upgrade_to = target
+            result.summary.append(f"image {result.image} (Orthanc {result.version}) -> {target}")
+
+    editor = _editor()
+    env = _env(attrs)
+    if users is None:
+        pass
+    elif family in ENV_FAMILIES:
+        if str(env.get(AUTH_ENV, "")).lower() != "true":
+            result.auth = "recreate"
+            result.env[AUTH_ENV] = "true"
+            result.summary.append(f"{AUTH_ENV}=true")
+        if users_mode == "exact" and USERS_ENV in env:
+            result.auth = "recreate"
+            result.env[USERS_ENV] = None
+            result.summary.append(f"{USERS_ENV} removed from the environment (users now come from a file)")
+        try:
+            base, text = _users_text(files, users, users_mode, editor, lambda: _runtime_ids(container))
+        except ValueError as err:
+            result.error = f"container {name}: a file in {directory} does not parse ({err}); nothing was changed"
+            return result
+        if text is not None:
+            result.originals.append(base)
+            result.files.append(ConfigFile(base.path, text, base.uid, base.gid, base.mode & 0o750))
+            result.summary.append(f"users {', '.join(sorted(users))} in {base.path} (mode "
+                                  f"{base.mode & 0o750:04o}, not in the environment)")
+            result.auth = "recreate" if result.auth == "recreate" else "files"
+    else:
+        request = {"config_path": directory, "users": users, "users_mode": users_mode}
+        try:
+            edits, summary = editor["plan"](request, editor["parse_texts"]({f.path: f.text for f in files}))
+        except editor["PlanError"] as err:
+            result.error = f"container {name}: {err}"
+            return result
+        by_path = {f.path: f for f in files}
+        for path, text in sorted(edits.items()):
+            old = by_path[path]
+            mode = old.mode & 0o750 if path == summary["users_file"] else old.mode
+            result.originals.append(old)
+            result.files.append(ConfigFile(path, text, old.uid, old.gid, mode))
+        if edits:
+            result.auth = "files"
+            result.summary.append(f"AuthenticationEnabled true, users {', '.join(sorted(users))} in "
+                                  f"{', '.join(sorted(edits))}")
+
+    # Configuration kept in the writable layer (docker cp'd in) must follow a recreate.
+    if not _in_mount(attrs, directory):
+        edited = {f.path for f in result.files}
+        result.carry = [f for f in files if f.path not in edited]
+    blocker = _recreate_blocker(name, attrs, storage, target, result) if result.recreate else None
+    if blocker and result.auth == "files":
+        # Authentication goes on in place; only the upgrade waits for the administrator.
+        result.upgrade_to = None
+        result.refusal = f"container {name}: not upgraded: {blocker}"
+    elif blocker:
+        result.refusal = f"container {name}: not recreated: {blocker}"
+        result.upgrade_to, result.auth, result.env, result.files, result.originals = None, "ok", {}, [], []
+    return result
+
+
+def _recreate_blocker(name: str, attrs: dict, storage: dict, target: str | None, result: Assessment) -> str | None:
+    if storage["type"] == "writable-layer":
+        return (f"its DICOM store {storage['path']} is in the container's writable layer and a recreate would "
+                f"delete it: copy it out (`docker cp {name}:{storage['path']} /srv/{name}-db`), run the container "
+                f"with `-v /srv/{name}-db:{storage['path']}`, then run orthanc-harden again")
+    if (attrs["Config"].get("Labels") or {}).get(COMPOSE_PROJECT) and result.compose != "recreate":
+        return _compose_advice(attrs, result.upgrade_to, ["auth"] if result.auth == "recreate" else [])
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _editor() -> dict:
+    return load("auth")
+
+
+def editor_parse(text: str) -> dict:
+    parsed = _editor()["parse_config"](text)
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def digest_matches(client, reference: str) -> tuple[bool, str | None]:
+    """(local image is the registry's current one, the reason it cannot tell). Never pulls."""
+    try:
+        local = client.images.get(reference)
+    except NotFound:
+        return False, None
+    try:
+        remote = client.api.inspect_distribution(reference)["Descriptor"]["digest"]
+    except (APIError, KeyError) as err:
+        return True, f"registry not asked ({str(err).splitlines()[0][:120]}): using the local {reference}"
+    return any(d.endswith("@" + remote) for d in local.attrs.get("RepoDigests") or []), None

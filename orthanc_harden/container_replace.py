@@ -1,0 +1,220 @@
+"""Carry out an assessment on the engine: write files in place and restart, or recreate from a new image.
+
+A recreate keeps the old container, stopped and renamed, until the new one passes the health gate (anonymous 401,
+a store user 200, Orthanc at or above the floor). On any failure the new container is removed, edited files in a
+shared mount get their old contents back, and the old container gets its name back and runs again.
+Volumes are never removed: ``remove(v=False)`` everywhere.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import tarfile
+import time
+
+import requests
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from . import container_spec, versions
+from .audit import containers
+from .container_assess import Assessment, ConfigFile, digest_matches
+from .operations.health import wait_for_auth
+
+BACKUP_SUFFIX = ".orthanc-harden-backup"
+OLD_SUFFIX = "-orthanc-harden-old"
+
+
+class ReplaceError(Exception):
+    """A step failed; the message is one line without secrets."""
+
+
+def _tar(files: list[ConfigFile], suffix: str = "") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for entry in files:
+            data = entry.text.encode("utf-8")
+            info = tarfile.TarInfo(posixpath.basename(entry.path) + suffix)
+            info.size, info.mode, info.uid, info.gid, info.mtime = len(data), entry.mode, entry.uid, entry.gid, \
+                int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _put(container, files: list[ConfigFile], running: bool) -> None:
+    """Write files; in a running container through a temporary name and a rename, so Orthanc never reads half."""
+    for directory in sorted({posixpath.dirname(f.path) for f in files}):
+        batch = [f for f in files if posixpath.dirname(f.path) == directory]
+        if not running:
+            if not container.put_archive(directory, _tar(batch)):
+                raise ReplaceError(f"could not write into {directory} of {container.name}")
+            continue
+        if not container.put_archive(directory, _tar(batch, ".orthanc-harden-new")):
+            raise ReplaceError(f"could not write into {directory} of {container.name}")
+        for entry in batch:
+            code, output = container.exec_run(["mv", "-f", entry.path + ".orthanc-harden-new", entry.path])
+            if code != 0:
+                raise ReplaceError(f"could not rename into {entry.path}: {output.decode(errors='replace')[:200]}")
+
+
+def _backup(container, originals: list[ConfigFile], running: bool) -> None:
+    """Owner-only copies of the files about to change (they hold the old passwords)."""
+    copies = [ConfigFile(f.path + BACKUP_SUFFIX, f.text, f.uid, f.gid, 0o600) for f in originals if f.exists]
+    if copies:
+        _put(container, copies, running)
+
+
+def _restore(container, originals: list[ConfigFile], running: bool) -> None:
+    """Put the old contents back; a file the tool added goes (or, in a stopped container, becomes ``{}``)."""
+    _put(container, [f for f in originals if f.exists], running)
+    for entry in (f for f in originals if not f.exists):
+        if running:
+            container.exec_run(["rm", "-f", entry.path])
+        else:
+            _put(container, [ConfigFile(entry.path, "{}\n", entry.uid, entry.gid, entry.mode)], running)
+
+
+def _log_tail(container, lines: int = 5) -> str:
+    try:
+        text = container.logs(tail=lines).decode("utf-8", "replace")
+    except (APIError, NotFound):
+        return "(no log)"
+    return " | ".join(line.strip() for line in text.splitlines() if line.strip())[-600:]
+
+
+def _stop_timeout(attrs: dict) -> int:
+    return int(attrs["Config"].get("StopTimeout") or 10)
+
+
+def _gate(client, name: str, probe_url: str | None, gate: dict, floor: str) -> tuple[bool, str]:
+    container = client.containers.get(name)
+    if not probe_url:
+        ok, detail = False, "no URL to check Orthanc's HTTP port (set orthanc_harden_probe_urls)"
+    elif gate["user"] is None:
+        ok, detail = _answering(probe_url, gate["timeout"])
+    else:
+        ok, detail = wait_for_auth(probe_url, gate["user"], gate["password"].unmask(), gate["timeout"])
+    if not ok:
+        return False, detail
+    container.reload()
+    version = containers.version(container)
+    if not versions.at_least(version, floor):
+        return False, f"Orthanc {version} answers but is below {floor}"
+    return True, f"{detail}, Orthanc {version}"
+
+
+def _answering(url: str, timeout: float) -> tuple[bool, str]:
+    """Authentication not managed here: Orthanc answering at all is the gate."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return True, f"answering ({requests.get(f'{url}/system', timeout=5).status_code})"
+        except requests.RequestException:
+            time.sleep(1)
+    return False, f"{url} did not answer within {timeout:.0f}s"
+
+
+def ensure_image(client, reference: str, pull_timeout: int = 600) -> str:
+    """Pull `reference` when it is missing locally or the registry holds a different digest; returns a note."""
+    current, note = digest_matches(client, reference)
+    if current:
+        return note or f"{reference} already present"
+    repository, _, tag = reference.rpartition(":") if ":" in reference.rsplit("/", 1)[-1] else (reference, "", "")
+    try:
+        client.images.pull(repository, tag=tag or "latest")
+    except (APIError, DockerException) as err:
+        reason = getattr(err, "explanation", None) or str(err)
+        raise ReplaceError(f"cannot pull {reference}: {str(reason).splitlines()[0][:200]}") from None
+    try:
+        client.images.get(reference)
+    except ImageNotFound:
+        raise ReplaceError(f"pulled {reference} but the engine does not have it") from None
+    return f"pulled {reference}"
+
+
+def in_place(client, plan: Assessment, probe_url: str | None, gate: dict, floor: str) -> str:
+    """Write the files, restart once, gate; on failure put the old files back and restart again."""
+    container = client.containers.get(plan.name)
+    _backup(container, plan.originals, running=True)
+    _put(container, plan.files, running=True)
+    container.restart(timeout=_stop_timeout(container.attrs))
+    ok, detail = _gate(client, plan.name, probe_url, gate, floor)
+    if ok:
+        return f"authentication on, restarted and healthy: {detail}"
+    tail = _log_tail(container)
+    container.reload()
+    if container.status != "running":
+        container.start()  # exec (the atomic rename) needs it running; Orthanc may fail again until restored
+        container.reload()
+    _restore(container, plan.originals, running=container.status == "running")
+    container.restart(timeout=_stop_timeout(container.attrs))
+    raise ReplaceError(f"health gate failed: {detail}; old configuration restored and {plan.name} restarted; "
+                       f"log: {tail}")
+
+
+def _connect_networks(client, container_id: str, endpoints: dict) -> None:
+    for network, endpoint in endpoints.items():
+        ipam = endpoint.get("IPAMConfig") or {}
+        client.api.connect_container_to_network(
+            container_id, network, aliases=endpoint.get("Aliases"), links=endpoint.get("Links"),
+            ipv4_address=ipam.get("IPv4Address"), ipv6_address=ipam.get("IPv6Address"),
+            link_local_ips=ipam.get("LinkLocalIPs"))
+
+
+def recreate(client, plan: Assessment, probe_url: str | None, gate: dict, floor: str) -> str:
+    """Stop and rename the old container, create and start its replacement, gate, then remove or roll back."""
+    old = client.containers.get(plan.name)
+    attrs = old.attrs
+    reference = plan.upgrade_to or attrs["Config"]["Image"]
+    note = ensure_image(client, reference) if plan.upgrade_to else "same image"
+    old_image = client.api.inspect_image(attrs["Image"])
+    body = container_spec.create_body(attrs, old_image, reference, plan.env)
+    _, extra_networks = container_spec.networks(attrs)
+    shared = [f for f in plan.files if _shared(attrs, f.path)]
+    own = [f for f in plan.files if not _shared(attrs, f.path)]
+
+    old.stop(timeout=_stop_timeout(attrs))
+    parked = f"{plan.name}{OLD_SUFFIX}"
+    client.api.rename(old.id, parked)
+    new_id = None
+    try:
+        if shared:
+            _backup(old, [f for f in plan.originals if _shared(attrs, f.path)], running=False)
+            _put(old, shared, running=False)
+        new_id = client.api.create_container_from_config(body, name=plan.name)["Id"]
+        new = client.containers.get(new_id)
+        if own or plan.carry:
+            _put(new, plan.carry + own, running=False)
+        _connect_networks(client, new_id, extra_networks)
+        new.start()
+        ok, detail = _gate(client, plan.name, probe_url, gate, floor)
+        if not ok:
+            raise ReplaceError(f"health gate failed: {detail}; log: {_log_tail(new)}")
+    except (ReplaceError, DockerException) as err:
+        back = _roll_back(client, plan, old.id, new_id, attrs)
+        reason = str(err) if isinstance(err, ReplaceError) else f"engine error: {str(err).splitlines()[0][:200]}"
+        raise ReplaceError(f"{reason}; {back}") from None
+    client.api.remove_container(old.id, v=False)
+    return f"recreated ({note}): {detail}"
+
+
+def _shared(attrs: dict, path: str) -> bool:
+    """A file in a mount: the old and the new container see the same one."""
+    return any(path.startswith(m["Destination"].rstrip("/") + "/") for m in attrs.get("Mounts") or [])
+
+
+def _roll_back(client, plan: Assessment, old_id: str, new_id: str | None, attrs: dict) -> str:
+    steps = []
+    try:
+        if new_id:
+            client.api.remove_container(new_id, force=True, v=False)
+        old = client.containers.get(old_id)
+        _restore(old, [f for f in plan.originals if _shared(attrs, f.path)], running=False)
+        client.api.rename(old_id, plan.name)
+        if attrs["State"].get("Running"):
+            old.start()
+        steps.append(f"old container {plan.name} restored and started with its data")
+    except DockerException as err:
+        steps.append(f"ROLLBACK INCOMPLETE ({str(err).splitlines()[0][:200]}): the old container is "
+                     f"{plan.name}{OLD_SUFFIX}, its volumes are untouched")
+    return "; ".join(steps)

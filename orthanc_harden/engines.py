@@ -1,0 +1,93 @@
+"""Reach a host's Docker engine with the docker SDK: unix://, tcp:// with TLS client certificates, or ssh://.
+
+ssh:// reuses the inventory's SSH settings (user, port, key, known_hosts, strict host key checking) instead of the
+SDK's own ``~/.ssh/config`` lookup, so an engine is reached exactly as pyinfra reaches the host. Programs that embed
+pyinfra must monkey-patch gevent before this module imports docker, or hosts are served one after another.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import docker
+import paramiko
+from docker.transport import SSHHTTPAdapter
+
+from . import settings
+
+API_VERSION = "1.41"  # Docker 20.10; every call made here exists since then
+
+
+class EngineError(ConnectionError):
+    """The engine cannot be reached or refused us; the message names the engine and the cause."""
+
+
+class _InventorySSHAdapter(SSHHTTPAdapter):
+    """The SDK's paramiko transport (``docker system dial-stdio`` on the host), with our SSH settings."""
+
+    def __init__(self, base_url: str, ssh: dict, timeout: int):
+        self._inventory_ssh = ssh
+        super().__init__(base_url, timeout=timeout)
+
+    def _create_paramiko_client(self, base_url):
+        url = urllib.parse.urlparse(base_url)
+        ssh = self._inventory_ssh
+        self.ssh_client = paramiko.SSHClient()
+        if ssh.get("known_hosts"):
+            self.ssh_client.load_host_keys(ssh["known_hosts"])
+        else:
+            self.ssh_client.load_system_host_keys()
+        strict = str(ssh.get("strict", "yes")).lower() not in ("no", "off", "false")
+        self.ssh_client.set_missing_host_key_policy(paramiko.RejectPolicy() if strict else paramiko.AutoAddPolicy())
+        self.ssh_params = {
+            "hostname": ssh.get("hostname") or url.hostname,
+            "port": ssh.get("port") or url.port or 22,
+            "username": ssh.get("user") or url.username,
+            "key_filename": ssh.get("key"),
+            "allow_agent": ssh.get("allow_agent", True),
+            "look_for_keys": ssh.get("look_for_keys", True),
+            "timeout": 15,
+        }
+
+
+def _ssh_settings(data) -> dict:
+    """The pyinfra SSH connector's host data, as the engine transport needs it."""
+    return {
+        "hostname": data.get("ssh_hostname"), "port": data.get("ssh_port"), "user": data.get("ssh_user"),
+        "key": data.get("ssh_key"), "known_hosts": data.get("ssh_known_hosts_file"),
+        "strict": data.get("ssh_strict_host_key_checking", "yes"),
+        "allow_agent": data.get("ssh_allow_agent", True), "look_for_keys": data.get("ssh_look_for_keys", True),
+    }
+
+
+def connect(url: str, tls: dict | None = None, ssh: dict | None = None, timeout: int = 60) -> docker.DockerClient:
+    """A client for `url`; raises EngineError (never a traceback) when the engine does not answer."""
+    try:
+        if url.startswith("ssh://"):
+            # Built with a placeholder address that is never contacted, then pointed at the SSH transport.
+            client = docker.DockerClient(base_url="tcp://127.0.0.1:9", version=API_VERSION, timeout=timeout)
+            adapter = _InventorySSHAdapter(url, ssh or {}, timeout)
+            client.api.mount("http+docker://ssh", adapter)
+            client.api.base_url = "http+docker://ssh"
+            client.api._custom_adapter = adapter
+        else:
+            tls_config = None
+            if tls:
+                tls_config = docker.tls.TLSConfig(client_cert=(tls["cert"], tls["key"]), ca_cert=tls["ca"],
+                                                  verify=True)
+            client = docker.DockerClient(base_url=url, tls=tls_config, version=API_VERSION, timeout=timeout)
+        client.ping()
+    except (docker.errors.DockerException, paramiko.SSHException, OSError, KeyError) as err:
+        raise EngineError(f"Docker engine {url} not reachable: {_reason(err)}") from None
+    return client
+
+
+def for_host(data, timeout: int = 60) -> docker.DockerClient:
+    """The engine of a container host, from its ``orthanc_harden_docker_*`` and ``ssh_*`` host data."""
+    url = settings.get(data, "orthanc_harden_docker_url")
+    return connect(url, settings.get(data, "orthanc_harden_docker_tls"), _ssh_settings(data), timeout)
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text[:300]

@@ -1,0 +1,120 @@
+"""Fix an Orthanc container through the Docker Engine API: a fixed image, authentication, nothing lost."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import FunctionCommand, OperationValueError, operation
+
+from .. import container_replace, engines, outcomes
+from ..container_assess import assess
+from .auth import check_users
+from .health import GATE_TIMEOUT
+from .report import fail_host, failing
+
+
+def _plain(users: dict | None) -> dict[str, str] | None:
+    return None if users is None else {name: password.unmask() for name, password in users.items()}
+
+
+def _apply(state, host, container: str, users, users_mode, floor, image, compose, upgrade, probe_url, gate_timeout):
+    control = f"container {container}"
+    try:
+        client = engines.for_host(host.data)
+        plan = assess(client, container, _plain(users), users_mode, floor, image, compose, upgrade)
+        if plan.error:
+            return fail_host(host, control, plan.error)
+        if not plan.changes:  # changed between plan and execution: nothing left to do
+            outcomes.record(host.name, control, "ok", f"container {container}: nothing to change")
+            return True
+        first = sorted(users)[0] if users else None
+        gate = {"user": first, "password": users[first] if users else None, "timeout": gate_timeout}
+        if plan.recreate:
+            detail = container_replace.recreate(client, plan, probe_url, gate, floor)
+        else:
+            detail = container_replace.in_place(client, plan, probe_url, gate, floor)
+    except (container_replace.ReplaceError, engines.EngineError) as err:
+        return fail_host(host, control, f"container {container}: {err}")
+    message = f"{'; '.join(plan.summary)}: {detail}"
+    # A refused upgrade next to in-place authentication stays open: the host is still not compliant.
+    outcomes.record(host.name, control, "not-compliant" if plan.refusal else "changed",
+                    f"{plan.refusal}; done meanwhile: {message}" if plan.refusal else message)
+    host.log_styled(f"container {container}: {message}", fg="green")
+    return True
+
+
+@operation()
+def orthanc(
+    container: str,
+    users: dict | None,
+    image: str | None = None,
+    floor: str = "1.5.8",
+    users_mode: str = "exact",
+    compose: str = "refuse",
+    upgrade: bool = True,
+    probe_url: str | None = None,
+    gate_timeout: float = GATE_TIMEOUT,
+):
+    """
+    Bring one Orthanc container to a fixed version with authentication on, through the host's Docker engine
+    (``orthanc_harden_docker_url`` and, for ``ssh://``, the host's ``ssh_*`` data).
+
+    + container: the container's name
+    + users: ``{name: HiddenValue(password)}``; ``None`` leaves authentication alone
+    + image: the image to recreate from when Orthanc is below ``floor`` (a tag of ``orthancteam/orthanc``, a
+      private mirror...); pulled only when missing locally or when the registry holds another digest
+    + users_mode: ``exact`` (the store is the truth) or ``merge``
+    + compose: ``refuse`` (default) leaves compose-managed containers to their compose file, with the change to
+      make; ``recreate`` recreates them keeping every compose label
+    + upgrade: act on the version; ``False`` only switches authentication on
+    + probe_url: where the control node checks health; without it the published HTTP port is used
+
+    The real version comes from ``Orthanc --version`` inside the container, never from the tag. Files-configured
+    images (jodogne style) get ``AuthenticationEnabled: true`` and ``RegisteredUsers`` in their JSON files with the
+    comment-keeping editor, then one restart: no recreate is needed for that. Env-configured images
+    (osimis/orthancteam) get ``ORTHANC__AUTHENTICATION_ENABLED=true`` and their users in
+    ``/etc/orthanc/orthanc-harden-users.json`` (owner-only, readable by the container's user), never in the
+    environment, so ``docker inspect`` shows no password.
+
+    A recreate keeps everything the user set (Watchtower style: the old image's defaults are subtracted) and
+    re-attaches anonymous volumes, so the DICOM store stays. The old container is stopped and renamed, and kept
+    until the new one passes the health gate; otherwise it is put back and started. Containers whose DICOM store
+    is in the writable layer are never recreated (authentication is switched on in place when the image allows).
+
+    **Example:**
+
+    .. code:: python
+
+        from orthanc_harden.operations import container
+        from orthanc_harden.secrets import resolve_users
+
+        container.orthanc(
+            name="PACS container fixed",
+            container="pacs",
+            users=resolve_users("vault:secret/orthanc/prod"),
+            image="registry.example.org/orthancteam/orthanc:24.1.2",
+        )
+    """
+    if users is not None:
+        check_users(users, users_mode)
+    if compose not in ("refuse", "recreate"):
+        raise OperationValueError(f"compose must be 'refuse' or 'recreate', not {compose!r}")
+    control = f"container {container}"
+    try:
+        client = engines.for_host(host.data)
+        plan = assess(client, container, _plain(users), users_mode, floor, image, compose, upgrade)
+    except engines.EngineError as err:
+        outcomes.record(host.name, control, "failed", str(err))
+        yield failing(control, str(err))
+        return
+    if plan.error:
+        outcomes.record(host.name, control, "failed", plan.error)
+        yield failing(control, plan.error)
+        return
+    if not plan.changes:
+        status, message = ("not-compliant", plan.refusal) if plan.refusal else \
+            ("ok", f"container {container}: Orthanc {plan.version}, nothing to change")
+        outcomes.record(host.name, control, status, message)
+        host.noop(message)
+        return
+    yield FunctionCommand(_apply, (container, users, users_mode, floor, image, compose, upgrade, probe_url,
+                                   gate_timeout), {})
