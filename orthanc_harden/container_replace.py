@@ -98,7 +98,7 @@ def _gate(client, name: str, probe_url: str | None, gate: dict, floor: str) -> t
         return False, detail
     container.reload()
     version = containers.version(container)
-    if not versions.at_least(version, floor):
+    if floor and not versions.at_least(version, floor):
         return False, f"Orthanc {version} answers but is below {floor}"
     return True, f"{detail}, Orthanc {version}"
 
@@ -132,13 +132,14 @@ def ensure_image(client, reference: str, pull_timeout: int = 600) -> str:
     return f"pulled {reference}"
 
 
-def in_place(client, plan: Assessment, probe_url: str | None, gate: dict, floor: str) -> str:
-    """Write the files, restart once, gate; on failure put the old files back and restart again."""
+def in_place(client, plan: Assessment, probe_url: str | None, gate: dict) -> str:
+    """Write the files, restart once, gate; on failure put the old files back and restart again. The version is
+    not gated: an in-place change does not alter it (a refused upgrade is reported on its own)."""
     container = client.containers.get(plan.name)
     _backup(container, plan.originals, running=True)
     _put(container, plan.files, running=True)
     container.restart(timeout=_stop_timeout(container.attrs))
-    ok, detail = _gate(client, plan.name, probe_url, gate, floor)
+    ok, detail = _gate(client, plan.name, probe_url, gate, None)
     if ok:
         return f"authentication on, restarted and healthy: {detail}"
     tail = _log_tail(container)

@@ -111,12 +111,12 @@ PRESERVED = {
 }
 
 
-def preserved_view(container: dict) -> dict:
-    """The settings a recreate must keep, as comparable data. Mounts are compared as attached (type, name or
-    source, destination, writable), since a recreate names the anonymous volumes in its binds."""
-    view = {f"Config.{key}": container["Config"].get(key) for key in PRESERVED["Config"]}
-    if container["Id"].startswith(container["Config"].get("Hostname") or "-"):
-        view["Config.Hostname"] = None  # the engine's default, the container id: not a setting
+def preserved_view(container: dict, image: dict) -> dict:
+    """The settings a recreate must keep, as comparable data: the user's part of Config (`image` is the
+    container's image, whose defaults are not the user's) and HostConfig. Mounts are compared as attached (type,
+    name or source, destination, writable), since a recreate names the anonymous volumes in its binds."""
+    config = user_config(container, image)
+    view = {f"Config.{key}": config.get(key) for key in PRESERVED["Config"]}
     view.update({f"HostConfig.{key}": container["HostConfig"].get(key) for key in PRESERVED["HostConfig"]})
     view["Mounts"] = sorted((m.get("Type"), m.get("Name") or m.get("Source"), m["Destination"], m.get("RW"))
                             for m in container.get("Mounts") or [])

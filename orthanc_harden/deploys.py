@@ -211,6 +211,8 @@ def containers_fixed():
             compose=settings.get(data, "orthanc_harden_docker_compose"),
             upgrade=upgrade_on,
             probe_url=_container_probe_url(data, item.attrs, url),
+            # One container's failure must not stop the others; `compliant` fails the host at the end.
+            _continue_on_error=True,
         )
 
 

@@ -100,7 +100,7 @@ def _row(host, failed: bool, pyinfra_lines: _PyinfraLines, dry: bool, plan: list
            "waived": settings.waived_controls(host.data), "audit": []}
     failures = [o["message"] for o in found.values() if o["status"] == "failed"]
     if failures or (failed and "compliance" not in found):
-        reason = (failures[0] if failures else None) or pyinfra_lines.last_for(host.name) or "the run failed"
+        reason = "; ".join(failures) or pyinfra_lines.last_for(host.name) or "the run failed"
         row.update(status="failed", reason=reason)
         return row
     open_items = [f"{control}: {o['message']}" for control, o in found.items()

@@ -38,10 +38,11 @@ def groups(lab: str = state.DEFAULT_LAB) -> dict[str, list]:
         })
         for entry in data["hosts"]
     ]
-    # The lab's Orthanc containers run on this machine's engine: the control node reaches it over the unix socket.
+    # The lab's Orthanc containers run on this machine's engine: the control node reaches it over the unix socket,
+    # as an engine-only host (no shell; see orthanc_harden.connector).
     container_engines = []
     if data["containers"]:
-        container_engines.append(("@local", {
+        container_engines.append((f"@dockerengine/{lab}-engine", {
             "orthanc_harden_docker_url": data["docker_host"],
             "orthanc_harden_docker_filters": {"label": f"{state.LABEL}={lab}"},
             "orthanc_harden_probe_urls": {c["container"]: f"http://127.0.0.1:{c['http_port']}"

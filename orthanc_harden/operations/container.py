@@ -16,6 +16,11 @@ def _plain(users: dict | None) -> dict[str, str] | None:
     return None if users is None else {name: password.unmask() for name, password in users.items()}
 
 
+def _unnamed(message: str, container: str) -> str:
+    """Reports put the control ("container NAME") in front of not-compliant messages already."""
+    return message.removeprefix(f"container {container}: ")
+
+
 def _apply(state, host, container: str, users, users_mode, floor, image, compose, upgrade, probe_url, gate_timeout):
     control = f"container {container}"
     try:
@@ -31,13 +36,13 @@ def _apply(state, host, container: str, users, users_mode, floor, image, compose
         if plan.recreate:
             detail = container_replace.recreate(client, plan, probe_url, gate, floor)
         else:
-            detail = container_replace.in_place(client, plan, probe_url, gate, floor)
+            detail = container_replace.in_place(client, plan, probe_url, gate)
     except (container_replace.ReplaceError, engines.EngineError) as err:
         return fail_host(host, control, f"container {container}: {err}")
     message = f"{'; '.join(plan.summary)}: {detail}"
     # A refused upgrade next to in-place authentication stays open: the host is still not compliant.
     outcomes.record(host.name, control, "not-compliant" if plan.refusal else "changed",
-                    f"{plan.refusal}; done meanwhile: {message}" if plan.refusal else message)
+                    f"{_unnamed(plan.refusal, container)}; done meanwhile: {message}" if plan.refusal else message)
     host.log_styled(f"container {container}: {message}", fg="green")
     return True
 
@@ -111,7 +116,7 @@ def orthanc(
         yield failing(control, plan.error)
         return
     if not plan.changes:
-        status, message = ("not-compliant", plan.refusal) if plan.refusal else \
+        status, message = ("not-compliant", _unnamed(plan.refusal, container)) if plan.refusal else \
             ("ok", f"container {container}: Orthanc {plan.version}, nothing to change")
         outcomes.record(host.name, control, status, message)
         host.noop(message)

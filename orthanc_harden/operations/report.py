@@ -51,9 +51,16 @@ def compliant(controls: tuple[str, ...] = ("upgrade", "auth", "firewall")):
 
         report.compliant(name="Orthanc compliant")
     """
-    open_items = [f"{control}: {entry['message']}" for control, entry in outcomes.for_host(host.name).items()
+    found = outcomes.for_host(host.name)
+    open_items = [f"{control}: {entry['message']}" for control, entry in found.items()
                   if (control in controls or control.startswith("container "))
                   and entry["status"] == "not-compliant"]
+    # Container operations go on past a failed container (_continue_on_error); the host still fails here.
+    failed = [entry["message"] for control, entry in found.items()
+              if control.startswith("container ") and entry["status"] == "failed"]
+    if failed:
+        yield failing("compliance", "failed: " + "; ".join(failed + open_items), status="not-compliant")
+        return
     if open_items:
         yield failing("compliance", "not compliant: " + "; ".join(open_items), status="not-compliant")
 

@@ -1,0 +1,312 @@
+"""Orthanc containers remediated through the real Docker engine, with images pulled from a local registry on
+127.0.0.1: DICOM files and every user setting survive a recreate, authentication comes on, a second run changes
+nothing, a broken image is rolled back, and bad input fails one container or engine with a clear message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import textwrap
+import time
+
+import docker
+import pytest
+import requests
+
+from orthanc_harden import container_spec
+from orthanc_harden.lab import app_images, engine, registry
+from tests.conftest import run_cli, unavailable
+
+pytestmark = pytest.mark.lab
+
+LABEL = "orthanc-harden.test"
+KIND = "containers"
+REGISTRY_PORT = 31530
+NETWORK = "oh-test-containers"
+SUBNET = "172.31.251.0/24"
+PORTS = {"t-jodogne": 31541, "t-team": 31542, "t-layer": 31543, "t-compose": 31544, "t-rollback": 31546,
+         "t-unknown": 31547, "t-unreachable": 31548}
+CANARY = "Canary-docker-7c1e-\"x'"
+VULNERABLE = textwrap.dedent("""\
+    {
+      // test container: the CVE-2025-0896 state, on purpose
+      "Name" : "%s",
+      "RemoteAccessAllowed" : true,
+      "AuthenticationEnabled" : false,
+      "StorageDirectory" : "%s",
+      "IndexDirectory" : "%s"
+    }
+    """)
+
+
+def _clean(client) -> None:
+    selector = {"label": f"{LABEL}={KIND}"}
+    for item in client.containers.list(all=True, filters=selector):
+        item.remove(force=True, v=True)
+    for item in client.volumes.list(filters=selector):
+        item.remove(force=True)
+    for item in client.networks.list(filters=selector):
+        item.remove()
+
+
+def _labels(role: str, **extra) -> dict:
+    return {LABEL: KIND, f"{LABEL}-role": role, **extra}
+
+
+def _wait_http(port: int, auth=None, want=None, timeout: float = 90) -> int:
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        try:
+            status = requests.get(f"http://127.0.0.1:{port}/system", auth=auth, timeout=5).status_code
+            if want is None or status == want:
+                return status
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    return status
+
+
+def _config_dir(tmp, name: str, storage: str) -> str:
+    directory = tmp / name
+    directory.mkdir()
+    path = directory / "orthanc.json"
+    path.write_text(VULNERABLE % (name, storage, storage))
+    path.chmod(0o640)
+    return str(directory)
+
+
+def _create(client, name: str, image: str, role: str, binds: list[str] | None = None, env: dict | None = None,
+            labels: dict | None = None, network: dict | None = None, start: bool = True, **host) -> str:
+    api = client.api
+    healthcheck = host.pop("healthcheck", None)
+    host_config = api.create_host_config(
+        binds=binds, port_bindings={8042: ("127.0.0.1", PORTS[name])} if name in PORTS else None,
+        restart_policy={"Name": "unless-stopped"}, network_mode=NETWORK, **host)
+    endpoint = api.create_endpoint_config(**(network or {}))
+    created = api.create_container(
+        image, name=name, environment=env, labels=_labels(role, **(labels or {})), host_config=host_config,
+        networking_config=api.create_networking_config({NETWORK: endpoint}),
+        ports=[8042] if name in PORTS else None, healthcheck=healthcheck)
+    if start:
+        api.start(created["Id"])
+    return created["Id"]
+
+
+def _storage_hashes(client, name: str, directory: str = "/var/lib/orthanc/db") -> dict[str, str]:
+    """sha256 of every DICOM attachment file (the index database changes by itself and is left out)."""
+    stream, _ = client.containers.get(name).get_archive(directory)
+    archive = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
+    return {m.name: hashlib.sha256(archive.extractfile(m).read()).hexdigest() for m in archive.getmembers()
+            if m.isfile() and m.name.count("/") >= 3}
+
+
+def _upload(port: int, patient: str) -> str:
+    answer = requests.post(f"http://127.0.0.1:{port}/tools/create-dicom",
+                           json={"Tags": {"PatientName": patient, "PatientID": patient}}, timeout=30)
+    answer.raise_for_status()
+    return answer.json()["ID"]
+
+
+def _instances(port: int) -> list[str]:
+    answer = requests.get(f"http://127.0.0.1:{port}/instances", auth=("radiology", CANARY.encode()), timeout=10)
+    answer.raise_for_status()
+    return sorted(answer.json())
+
+
+INVENTORY = """
+import json, os
+_spec = json.loads(os.environ["OH_TEST_ENGINES"])
+container_engines = [(f"@dockerengine/{name}", data) for name, data in _spec.items()]
+"""
+
+
+def _engine_data(fleet, role: str, images: dict, url: str = "unix:///var/run/docker.sock") -> dict:
+    return {
+        "orthanc_harden_docker_url": url,
+        "orthanc_harden_docker_filters": {"label": f"{LABEL}-role={role}"},
+        "orthanc_harden_docker_images": images,
+        "orthanc_harden_users_ref": f"file:{fleet['users']}",
+        "orthanc_harden_probe_urls": {name: f"http://127.0.0.1:{port}" for name, port in PORTS.items()},
+    }
+
+
+def _remediate(fleet, engines: dict, *args: str) -> tuple[int, str, dict]:
+    report = fleet["work"] / "report.json"
+    report.unlink(missing_ok=True)
+    proc = run_cli("remediate", str(fleet["inventory"]), "--json", str(report), *args,
+                   env={"OH_TEST_ENGINES": json.dumps(engines)})
+    output = proc.stdout + proc.stderr
+    assert CANARY not in output, "the canary password reached the run's output"
+    text = report.read_text()
+    assert CANARY not in text, "the canary password reached the JSON report"
+    return proc.returncode, output, json.loads(text)
+
+
+def _rows(report: dict) -> dict:
+    return {row["host"]: row for row in report["hosts"]}
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    work = tmp_path_factory.mktemp("containers")
+    try:
+        client = engine.ensure_engine(lambda _m: None)
+        _clean(client)
+        address = registry.start(work / "registry", REGISTRY_PORT, lambda _m: None)
+        app_images.build_all(client, lambda _m: None)
+        refs = app_images.push_all(client, address, lambda _m: None)
+    except Exception as err:  # noqa: BLE001 - any lab failure must fail the module loudly, with its cause
+        unavailable(f"local registry or test images: {err}")
+    for key in ("jodogne-fixed", "team-fixed"):
+        client.images.remove(refs[key])  # the run must pull them from the registry
+    client.networks.create(NETWORK, labels={LABEL: KIND}, ipam=docker.types.IPAMConfig(
+        pool_configs=[docker.types.IPAMPool(subnet=SUBNET)]))
+    client.volumes.create("oh-test-jodogne-db", labels={LABEL: KIND})
+    users = work / "users.json"
+    users.write_text(json.dumps({"radiology": CANARY}))
+    users.chmod(0o600)
+    inventory = work / "engines.py"
+    inventory.write_text(INVENTORY)
+    fleet = {"client": client, "refs": refs, "work": work, "users": users, "inventory": inventory,
+             "registry": address}
+    try:
+        yield fleet
+    finally:
+        _clean(client)
+        registry.stop(work / "registry")
+
+
+def test_recreate_keeps_data_and_settings_enables_auth_and_is_idempotent(fleet, tmp_path):
+    client, refs = fleet["client"], fleet["refs"]
+    _create(client, "t-jodogne", refs["jodogne-old"], "main",
+            binds=[f"{_config_dir(tmp_path, 'jodogne', '/var/lib/orthanc/db')}:/etc/orthanc",
+                   "oh-test-jodogne-db:/var/lib/orthanc/db"],
+            env={"SITE": "radiology-east"}, labels={"pacs.site": "east"},
+            network={"aliases": ["pacs-east"], "ipv4_address": "172.31.251.10"},
+            cap_add=["NET_BIND_SERVICE"], extra_hosts={"ris.example": "10.0.0.5"},
+            log_config=docker.types.LogConfig(type="json-file", config={"max-size": "5m"}), mem_limit="512m",
+            healthcheck={"Test": ["CMD-SHELL", "test -e /proc/1"], "Interval": 30_000_000_000})
+    _create(client, "t-team", refs["team-old"], "main",
+            env={"ORTHANC__AUTHENTICATION_ENABLED": "false", "ORTHANC__NAME": "team-custom"},
+            labels={"pacs.site": "west"})
+    _create(client, "t-layer", refs["jodogne-old"], "main",
+            binds=[f"{_config_dir(tmp_path, 'layer', '/srv/orthanc-db')}:/etc/orthanc"])
+    _create(client, "t-compose", refs["team-old"], "main", env={"ORTHANC__AUTHENTICATION_ENABLED": "false"},
+            labels={"com.docker.compose.project": "pacs", "com.docker.compose.service": "orthanc",
+                    "com.docker.compose.project.config_files": "/srv/pacs/docker-compose.yml"})
+    for name in ("t-jodogne", "t-team", "t-layer", "t-compose"):
+        assert _wait_http(PORTS[name], want=200) == 200, f"{name} is open before the run"
+    uploaded = {name: _upload(PORTS[name], name.upper()) for name in ("t-jodogne", "t-team")}
+    hashes = {name: _storage_hashes(client, name) for name in uploaded}
+    assert all(hashes.values()), "the DICOM files are on disk before the run"
+    before = {name: client.api.inspect_container(name) for name in PORTS if name in
+              ("t-jodogne", "t-team", "t-layer", "t-compose")}
+    anonymous_volume = next(m["Name"] for m in before["t-team"]["Mounts"] if m["Type"] == "volume")
+
+    engines = {"lab-engine": _engine_data(fleet, "main", {"jodogne": refs["jodogne-fixed"],
+                                                          "orthancteam": refs["team-fixed"]})}
+    code, output, report = _remediate(fleet, engines)
+    row = _rows(report)["@dockerengine/lab-engine"]
+    assert code == 1 and row["status"] == "not-compliant", output[-3000:]
+    # The writable-layer and compose containers are reported, with the advice, not recreated.
+    assert "t-layer: not upgraded: its DICOM store /srv/orthanc-db is in the container's writable layer" \
+        in row["reason"]
+    assert "docker cp t-layer:/srv/orthanc-db" in row["reason"]
+    assert "t-compose: not recreated: managed by docker compose (project pacs, service orthanc)" in row["reason"]
+    assert "/srv/pacs/docker-compose.yml" in row["reason"]
+
+    after = {name: client.api.inspect_container(name) for name in before}
+    for name in ("t-jodogne", "t-team"):
+        assert after[name]["Id"] != before[name]["Id"], f"{name} was recreated"
+        assert container_spec.preserved_view(after[name], client.api.inspect_image(after[name]["Image"])) == \
+            container_spec.preserved_view(before[name], client.api.inspect_image(before[name]["Image"])), name
+        assert after[name]["Config"]["Image"] != before[name]["Config"]["Image"]
+        assert _wait_http(PORTS[name], want=401) == 401
+        assert _wait_http(PORTS[name], auth=("radiology", CANARY.encode()), want=200) == 200
+        assert _instances(PORTS[name]) == [uploaded[name]], f"{name}: the same DICOM instance after the upgrade"
+        assert _storage_hashes(client, name) == hashes[name], f"{name}: the same DICOM files after the upgrade"
+        versions = client.containers.get(name).exec_run(["Orthanc", "--version"]).output.decode()
+        assert "1.10.1" in versions.splitlines()[0]
+    assert [m["Name"] for m in after["t-team"]["Mounts"] if m["Type"] == "volume"] == [anonymous_volume]
+    # Only the image and the authentication settings differ in the environment.
+    team_env = set(after["t-team"]["Config"]["Env"]) - set(before["t-team"]["Config"]["Env"])
+    assert team_env == {"ORTHANC__AUTHENTICATION_ENABLED=true"}
+    assert "ORTHANC__NAME=team-custom" in after["t-team"]["Config"]["Env"]
+    assert set(after["t-jodogne"]["Config"]["Env"]) == set(before["t-jodogne"]["Config"]["Env"])
+    for name, attrs in after.items():
+        assert CANARY not in json.dumps(attrs), f"docker inspect {name} shows the password"
+        assert CANARY.encode() not in client.containers.get(name).logs(), f"{name}'s log holds the password"
+    users_file = client.containers.get("t-team").exec_run(["stat", "-c", "%a %u", "/etc/orthanc/"
+                                                                                 "orthanc-harden-users.json"])
+    assert users_file.output.decode().split() == ["400", "0"]
+    assert not client.containers.list(all=True, filters={"name": "orthanc-harden-old"}), "old containers removed"
+    # In place on the writable-layer container: authentication on without a recreate.
+    assert after["t-layer"]["Id"] == before["t-layer"]["Id"]
+    assert _wait_http(PORTS["t-layer"], want=401) == 401
+    assert after["t-compose"]["Id"] == before["t-compose"]["Id"]
+    assert after["t-compose"]["State"]["StartedAt"] == before["t-compose"]["State"]["StartedAt"]
+    assert _wait_http(PORTS["t-compose"]) == 200, "the compose container is left as it was"
+
+    code, output, report = _remediate(fleet, engines)
+    row = _rows(report)["@dockerengine/lab-engine"]
+    assert row["changes"] == [], output[-2000:]
+    again = {name: client.api.inspect_container(name) for name in before}
+    for name in before:
+        assert again[name]["Id"] == after[name]["Id"], f"{name}: nothing recreated the second time"
+        assert again[name]["State"]["StartedAt"] == after[name]["State"]["StartedAt"], f"{name} not restarted"
+    assert "pulled" not in output
+
+
+def test_broken_image_rolls_back_to_the_old_container_with_its_data(fleet):
+    client, refs = fleet["client"], fleet["refs"]
+    old_id = _create(client, "t-rollback", refs["team-old"], "rollback",
+                     env={"ORTHANC__AUTHENTICATION_ENABLED": "false"})
+    assert _wait_http(PORTS["t-rollback"], want=200) == 200
+    instance = _upload(PORTS["t-rollback"], "ROLLBACK")
+    engines = {"lab-engine": _engine_data(fleet, "rollback", {"orthancteam": refs["team-broken"]})}
+    code, output, report = _remediate(fleet, engines)
+    row = _rows(report)["@dockerengine/lab-engine"]
+    assert code == 2 and row["status"] == "failed", output[-2000:]
+    assert "container t-rollback: health gate failed" in row["reason"]
+    assert "old container t-rollback restored and started with its data" in row["reason"]
+    attrs = client.api.inspect_container("t-rollback")
+    assert attrs["Id"] == old_id and attrs["State"]["Running"]
+    assert _wait_http(PORTS["t-rollback"], want=200) == 200
+    assert requests.get(f"http://127.0.0.1:{PORTS['t-rollback']}/instances", timeout=10).json() == [instance]
+    assert not client.containers.list(all=True, filters={"label": f"{LABEL}-role=rollback", "status": "created"})
+
+
+def test_bad_images_and_engines_fail_alone_and_change_nothing(fleet, tmp_path):
+    client, refs = fleet["client"], fleet["refs"]
+    ids = {name: _create(client, name, refs["jodogne-old"], name,
+                         binds=[f"{_config_dir(tmp_path, name, '/var/lib/orthanc/db')}:/etc/orthanc"])
+           for name in ("t-unknown", "t-unreachable")}
+    stopped = _create(client, "t-stopped", refs["jodogne-old"], "stopped", start=False)
+    for name in ids:
+        assert _wait_http(PORTS[name], want=200) == 200
+    engines = {
+        "unknown": _engine_data(fleet, "t-unknown", {"jodogne": f"{fleet['registry']}/jodogne/orthanc:no-such"}),
+        "unreachable": _engine_data(fleet, "t-unreachable", {"jodogne": "127.0.0.1:31539/jodogne/orthanc:1.10.1"}),
+        "stopped": _engine_data(fleet, "stopped", {"jodogne": refs["jodogne-fixed"]}),
+        "down": _engine_data(fleet, "none", {}, url="unix:///run/orthanc-harden-test/no-docker.sock"),
+    }
+    code, output, report = _remediate(fleet, engines)
+    rows = _rows(report)
+    assert code == 2, output[-2000:]
+    assert rows["@dockerengine/unknown"]["status"] == "failed", rows["@dockerengine/unknown"]["reason"]
+    assert "cannot pull 127.0.0.1:31530/jodogne/orthanc:no-such" in rows["@dockerengine/unknown"]["reason"]
+    assert "cannot pull 127.0.0.1:31539/jodogne/orthanc:1.10.1" in rows["@dockerengine/unreachable"]["reason"]
+    assert "container t-stopped is created, not running" in rows["@dockerengine/stopped"]["reason"]
+    assert rows["@dockerengine/down"]["reason"].startswith("unreachable: Docker engine unix:///run/")
+    for name, container_id in ids.items():
+        attrs = client.api.inspect_container(name)
+        assert attrs["Id"] == container_id and attrs["State"]["Running"], f"{name} untouched and running"
+        assert _wait_http(PORTS[name], want=200) == 200
+    assert client.api.inspect_container("t-stopped")["Id"] == stopped
+    for line in output.splitlines():
+        if "t-unknown" in line or "t-unreachable" in line:
+            assert "Traceback" not in line
