@@ -28,7 +28,7 @@ REGISTRY_PORT = 31530
 NETWORK = "oh-test-containers"
 SUBNET = "172.31.251.0/24"
 PORTS = {"t-jodogne": 31541, "t-team": 31542, "t-layer": 31543, "t-compose": 31544, "t-rollback": 31546,
-         "t-unknown": 31547, "t-unreachable": 31548}
+         "t-unknown": 31547, "t-unreachable": 31548, "t-viassh": 31550}
 CANARY = "Canary-docker-7c1e-\"x'"
 VULNERABLE = textwrap.dedent("""\
     {
@@ -310,3 +310,79 @@ def test_bad_images_and_engines_fail_alone_and_change_nothing(fleet, tmp_path):
     for line in output.splitlines():
         if "t-unknown" in line or "t-unreachable" in line:
             assert "Traceback" not in line
+
+
+SSH_PORT = 31549
+
+
+def _tar_files(files: dict[str, tuple[bytes, int]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, (data, mode) in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _ssh_answers(port: int, timeout: float = 60) -> bool:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                if sock.recv(16).startswith(b"SSH-"):
+                    return True
+        except OSError:
+            pass
+        time.sleep(1)
+    return False
+
+
+def test_ssh_engine_uses_the_inventory_ssh_settings(fleet, tmp_path):
+    """ssh:// reaches the engine through `docker system dial-stdio` on an SSH host, with the inventory's key,
+    port and known_hosts file; a host key that is not in that file is refused."""
+    from orthanc_harden.lab import image, keys
+
+    client, work = fleet["client"], fleet["work"]
+    _create(client, "t-viassh", fleet["refs"]["jodogne-old"], "over-ssh",
+            binds=[f"{_config_dir(tmp_path, 'viassh', '/var/lib/orthanc/db')}:/etc/orthanc"])
+    host_image = image.ensure_images(client, lambda _m: None)["host"]
+    host_private, host_public = keys.new_ed25519()
+    client_key, client_public = keys.ensure_client_key(work)
+    sshd = client.containers.create(
+        host_image, name="t-sshd", detach=True, labels=_labels("sshd"), cap_add=["SYS_ADMIN"],
+        tmpfs={"/run": "", "/run/lock": ""}, ports={"22/tcp": ("127.0.0.1", SSH_PORT)},
+        volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"},
+                 "/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"}})
+    with open("/usr/bin/docker", "rb") as cli:
+        docker_cli = cli.read()
+    sshd.put_archive("/", _tar_files({
+        "etc/ssh/ssh_host_ed25519_key": (host_private, 0o600),
+        "etc/ssh/ssh_host_ed25519_key.pub": ((host_public + "\n").encode(), 0o644),
+        "root/.ssh/authorized_keys": ((client_public + "\n").encode(), 0o600),
+        "usr/local/bin/docker": (docker_cli, 0o755),
+    }))
+    sshd.start()
+    assert _ssh_answers(SSH_PORT), "the SSH host answers"
+    known_hosts, wrong_hosts = work / "known_hosts", work / "wrong_known_hosts"
+    keys.write_known_hosts(known_hosts, [("127.0.0.1", SSH_PORT, host_public)])
+    keys.write_known_hosts(wrong_hosts, [("127.0.0.1", SSH_PORT, keys.new_ed25519()[1])])
+
+    def engine_host(known: str) -> dict:
+        return {**_engine_data(fleet, "over-ssh", {}, url=f"ssh://root@127.0.0.1:{SSH_PORT}"),
+                "ssh_port": SSH_PORT, "ssh_user": "root", "ssh_key": str(client_key),
+                "ssh_known_hosts_file": known, "ssh_allow_agent": False, "ssh_look_for_keys": False}
+
+    report_path = work / "audit.json"
+    proc = run_cli("audit", str(fleet["inventory"]), "--json", str(report_path), env={"OH_TEST_ENGINES": json.dumps({
+        "over-ssh": engine_host(str(known_hosts)), "wrong-key": engine_host(str(wrong_hosts))})})
+    assert report_path.exists(), (proc.stdout + proc.stderr)[-3000:]
+    rows = json.loads(report_path.read_text())["instances"]
+    over_ssh = {r["instance"]: r for r in rows if r["host"] == "@dockerengine/over-ssh"}
+    assert set(over_ssh) == {"t-viassh"}, proc.stdout + proc.stderr
+    assert over_ssh["t-viassh"]["version"] == "1.5.7" and not over_ssh["t-viassh"]["compliant"]
+    assert over_ssh["t-viassh"]["probe"]["anonymous_status"] == 200, "probed through the published port"
+    (wrong,) = [r for r in rows if r["host"] == "@dockerengine/wrong-key"]
+    assert wrong["status"] == "failed" and "not reachable: Host key for server" in wrong["reason"]
