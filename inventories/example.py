@@ -43,11 +43,13 @@ research_servers = (
     },
 )
 
-# Orthanc containers, reached through each host's Docker Engine API (ssh:// reuses the SSH settings above).
+# Orthanc containers, reached through each host's Docker Engine API, no shell (@dockerengine); ssh:// reuses
+# the SSH settings above.
 container_hosts = (
     [
-        ("docker-01.example.org", {"orthanc_harden_docker_url": "ssh://deploy@docker-01.example.org"}),
-        ("docker-02.example.org", {
+        ("@dockerengine/docker-01", {"orthanc_harden_docker_url": "ssh://deploy@docker-01.example.org",
+                                     "ssh_hostname": "docker-01.example.org"}),
+        ("@dockerengine/docker-02", {
             "orthanc_harden_docker_url": "tcp://docker-02.example.org:2376",
             "orthanc_harden_docker_tls": {"ca": "/etc/orthanc-harden/docker/ca.pem",
                                           "cert": "/etc/orthanc-harden/docker/cert.pem",
@@ -57,6 +59,9 @@ container_hosts = (
     {
         **_ssh,
         "orthanc_harden_docker_filters": {"label": "pacs=prod"},
+        # Below the version floor a container is recreated from its family's image, here a private mirror.
+        "orthanc_harden_docker_images": {"orthancteam": "registry.example.org/orthancteam/orthanc:24.1.2",
+                                         "jodogne": "registry.example.org/jodogne/orthanc:1.12.4"},
         "orthanc_harden_users_ref": "pass:orthanc/containers",
         "orthanc_harden_allowed_cidrs": ["10.20.0.0/16"],
     },

@@ -61,7 +61,7 @@ print(json.dumps({h.name: [settings.validate(h.data), settings.waived_controls(h
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     hosts = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert set(hosts) >= {"pacs-01.example.org", "research-orthanc.example.org", "docker-02.example.org"}
+    assert set(hosts) >= {"pacs-01.example.org", "research-orthanc.example.org", "@dockerengine/docker-02"}
     assert all(problems == [] for problems, _ in hosts.values()), hosts
     assert hosts["research-orthanc.example.org"][1] == {
         "firewall": "reachable only through the nginx proxy on the same host (CHG-2210)"}

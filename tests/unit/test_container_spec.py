@@ -1,0 +1,80 @@
+"""The recreate body from `docker inspect` data: image defaults subtracted, user settings and volumes kept."""
+
+from __future__ import annotations
+
+from orthanc_harden import container_spec
+
+IMAGE = {"Config": {
+    "Env": ["PATH=/usr/bin", "ORTHANC__NAME=image-default"], "Labels": {"vendor": "orthanc"},
+    "Volumes": {"/var/lib/orthanc/db": {}}, "ExposedPorts": {"8042/tcp": {}, "4242/tcp": {}},
+    "Entrypoint": ["/docker-entrypoint.sh"], "Cmd": None, "WorkingDir": "/", "User": "",
+}}
+
+
+def _container(**config) -> dict:
+    base = {
+        "Id": "0123456789abcdef" * 4,
+        "Config": {"Hostname": "0123456789ab", "Env": ["PATH=/usr/bin", "ORTHANC__NAME=image-default", "SITE=east"],
+                   "Labels": {"vendor": "orthanc", "pacs": "east"}, "Volumes": {"/var/lib/orthanc/db": {}},
+                   "ExposedPorts": {"8042/tcp": {}, "4242/tcp": {}}, "Entrypoint": ["/docker-entrypoint.sh"],
+                   "Cmd": None, "WorkingDir": "/", "User": "", "Image": "orthancteam/orthanc:19.11.0", **config},
+        "HostConfig": {"Binds": ["/srv/orthanc/etc:/etc/orthanc:ro"], "PortBindings": {
+            "8042/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8042"}]}, "NetworkMode": "pacs",
+            "RestartPolicy": {"Name": "unless-stopped"}, "Memory": 536870912},
+        "Mounts": [
+            {"Type": "bind", "Source": "/srv/orthanc/etc", "Destination": "/etc/orthanc", "RW": False},
+            {"Type": "volume", "Name": "4f1e" * 16, "Destination": "/var/lib/orthanc/db", "RW": True},
+        ],
+        "NetworkSettings": {"Networks": {
+            "pacs": {"Aliases": ["0123456789ab", "orthanc"], "IPAMConfig": {"IPv4Address": "172.30.0.10"}},
+            "backup": {"Aliases": ["orthanc-backup"], "IPAMConfig": None},
+        }},
+    }
+    return base
+
+
+def test_image_defaults_are_subtracted_and_user_settings_kept():
+    config = container_spec.user_config(_container(), IMAGE)
+    assert config["Env"] == ["SITE=east"]
+    assert config["Labels"] == {"pacs": "east"}
+    assert config["Volumes"] is None
+    assert config["ExposedPorts"] == {"8042/tcp": {}}, "published ports stay exposed"
+    for key in ("Entrypoint", "Cmd", "WorkingDir", "User", "Hostname"):
+        assert key not in config, f"{key} equal to the image's or the engine's default is not carried"
+
+
+def test_user_entrypoint_and_hostname_are_carried():
+    config = container_spec.user_config(_container(Entrypoint=["/bin/Orthanc"], Hostname="pacs-east"), IMAGE)
+    assert config["Entrypoint"] == ["/bin/Orthanc"] and config["Hostname"] == "pacs-east"
+
+
+def test_anonymous_volumes_are_bound_by_name_and_named_binds_kept():
+    body = container_spec.create_body(_container(), IMAGE, "orthancteam/orthanc:24.1.2",
+                                      {"ORTHANC__AUTHENTICATION_ENABLED": "true", "SITE": None})
+    assert body["Image"] == "orthancteam/orthanc:24.1.2"
+    assert body["HostConfig"]["Binds"] == ["/srv/orthanc/etc:/etc/orthanc:ro", f"{'4f1e' * 16}:/var/lib/orthanc/db"]
+    assert body["HostConfig"]["Memory"] == 536870912 and body["HostConfig"]["RestartPolicy"]["Name"] == \
+        "unless-stopped"
+    assert body["Env"] == ["ORTHANC__AUTHENTICATION_ENABLED=true"], "SITE removed on request, auth added"
+
+
+def test_networks_keep_aliases_and_static_addresses_without_the_engine_alias():
+    primary, extra = container_spec.networks(_container())
+    assert primary == {"pacs": {"Aliases": ["orthanc"], "Links": None,
+                                "IPAMConfig": {"IPv4Address": "172.30.0.10"}}}
+    assert extra == {"backup": {"Aliases": ["orthanc-backup"], "Links": None}}
+    host_mode = _container()
+    host_mode["HostConfig"]["NetworkMode"] = "host"
+    assert container_spec.networks(host_mode) == ({}, {})
+
+
+def test_preserved_view_ignores_the_image_and_anonymous_bind_form():
+    before = _container()
+    after = _container(Image="orthancteam/orthanc:24.1.2")
+    after["Id"] = "fedcba9876543210" * 4
+    after["Config"]["Hostname"] = "fedcba987654"
+    after["HostConfig"]["Binds"].append(f"{'4f1e' * 16}:/var/lib/orthanc/db")
+    after["NetworkSettings"]["Networks"]["pacs"]["Aliases"] = ["fedcba987654", "orthanc"]
+    assert container_spec.preserved_view(after, IMAGE) == container_spec.preserved_view(before, IMAGE)
+    after["HostConfig"]["RestartPolicy"] = {"Name": "no"}
+    assert container_spec.preserved_view(after, IMAGE) != container_spec.preserved_view(before, IMAGE)
