@@ -7,9 +7,7 @@ Runs in pyinfra's plan and execute passes alike, so it only inspects and reads f
 from __future__ import annotations
 
 import functools
-import io
 import posixpath
-import tarfile
 from dataclasses import dataclass, field
 
 from docker.errors import APIError, NotFound
@@ -68,19 +66,9 @@ def _env(attrs: dict) -> dict[str, str]:
 
 def read_files(container, directory: str) -> list[ConfigFile]:
     """The ``*.json`` files directly in `directory` of the container, with owner and mode."""
-    try:
-        stream, _ = container.get_archive(directory)
-    except NotFound:
-        return []
-    archive = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
-    found = []
-    for member in sorted(archive.getmembers(), key=lambda m: m.name):
-        if member.isfile() and member.name.endswith(".json") and posixpath.dirname(member.name) == \
-                posixpath.basename(directory.rstrip("/")):
-            text = archive.extractfile(member).read().decode("utf-8", "replace")
-            found.append(ConfigFile(posixpath.join(directory, posixpath.basename(member.name)), text,
-                                    member.uid, member.gid, member.mode & 0o7777))
-    return found
+    return [ConfigFile(posixpath.join(directory, posixpath.basename(member.name)), raw.decode("utf-8", "replace"),
+                       member.uid, member.gid, member.mode & 0o7777)
+            for member, raw in containers.json_files(container, directory)]
 
 
 def _in_mount(attrs: dict, path: str) -> bool:

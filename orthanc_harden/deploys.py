@@ -47,6 +47,21 @@ def _package_host() -> bool:
     return not settings.get(host.data, "orthanc_harden_docker_url")
 
 
+def _store_users() -> dict | None:
+    """The users of ``orthanc_harden_users_ref``, resolved once per run on the control node; None when they cannot
+    be had, after failing this host with the cause."""
+    ref = settings.get(host.data, "orthanc_harden_users_ref")
+    if not ref:
+        report.failed(name="Orthanc users", control="auth",
+                      message="orthanc_harden_users_ref is not set: no users to enable authentication with")
+        return None
+    try:
+        return RUN_CACHE.users(ref)
+    except SecretError as err:
+        report.failed(name="Orthanc users", control="auth", message=str(err))
+        return None
+
+
 @deploy("Orthanc package upgrade")
 def upgrade_packages(state: dict | None = None):
     """
@@ -81,15 +96,8 @@ def authentication(state: dict | None = None):
     """
     if not _usable_data() or not _package_host():
         return
-    ref = settings.get(host.data, "orthanc_harden_users_ref")
-    if not ref:
-        report.failed(name="Orthanc users", control="auth",
-                      message="orthanc_harden_users_ref is not set: no users to enable authentication with")
-        return
-    try:
-        users = RUN_CACHE.users(ref)
-    except SecretError as err:
-        report.failed(name="Orthanc users", control="auth", message=str(err))
+    users = _store_users()
+    if users is None:
         return
     state = state if state is not None else host.get_fact(OrthancHostState)
     # The same sorted order on every host keeps pyinfra 3.10's position-based operation order consistent.
@@ -179,15 +187,8 @@ def containers_fixed():
     upgrade_on = settings.get(data, "orthanc_harden_upgrade_enabled")
     users = None
     if settings.get(data, "orthanc_harden_auth_enabled"):
-        ref = settings.get(data, "orthanc_harden_users_ref")
-        if not ref:
-            report.failed(name="Orthanc users", control="auth",
-                          message="orthanc_harden_users_ref is not set: no users to enable authentication with")
-            return
-        try:
-            users = RUN_CACHE.users(ref)
-        except SecretError as err:
-            report.failed(name="Orthanc users", control="auth", message=str(err))
+        users = _store_users()
+        if users is None:
             return
     url = settings.get(data, "orthanc_harden_docker_url")
     try:

@@ -69,22 +69,27 @@ def _describe(path: str, raw: bytes, meta: dict | None = None) -> dict:
     return orthanc_config.describe(entry, text)
 
 
-def config_files(container, directory: str) -> list[dict]:
+def json_files(container, directory: str) -> list[tuple[tarfile.TarInfo, bytes]]:
+    """The ``*.json`` files directly in `directory` of the container (Orthanc does not read sub-directories),
+    read through the archive API, sorted by name."""
     try:
         stream, _ = container.get_archive(directory)
     except NotFound:
         return []
     archive = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
+    return [(member, archive.extractfile(member).read())
+            for member in sorted(archive.getmembers(), key=lambda m: m.name)
+            if member.isfile() and member.name.endswith(".json")
+            and posixpath.dirname(member.name) == posixpath.basename(directory.rstrip("/"))]
+
+
+def config_files(container, directory: str) -> list[dict]:
     files = []
-    for member in sorted(archive.getmembers(), key=lambda m: m.name):
-        if not (member.isfile() and member.name.endswith(".json")):
-            continue
-        if posixpath.dirname(member.name) != posixpath.basename(directory.rstrip("/")):
-            continue  # Orthanc reads only the directory itself, not sub-directories
+    for member, raw in json_files(container, directory):
         meta = {"owner": member.uname or str(member.uid), "group": member.gname or str(member.gid),
                 "mode": "%04o" % member.mode}
         path = posixpath.join(directory, posixpath.basename(member.name))
-        files.append(_describe(path, archive.extractfile(member).read(), meta))
+        files.append(_describe(path, raw, meta))
     return files
 
 
