@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from docker.errors import DockerException
 from pyinfra import host
 from pyinfra.api import FunctionCommand, OperationValueError, operation
 
@@ -39,6 +40,8 @@ def _apply(state, host, container: str, users, users_mode, floor, image, compose
             detail = container_replace.in_place(client, plan, probe_url, gate)
     except (container_replace.ReplaceError, engines.EngineError) as err:
         return fail_host(host, control, f"container {container}: {err}")
+    except DockerException as err:  # before the first change (inspecting the old image...): one line, no traceback
+        return fail_host(host, control, f"container {container}: engine error: {str(err).splitlines()[0][:200]}")
     message = f"{'; '.join(plan.summary)}: {detail}"
     # A refused upgrade next to in-place authentication stays open: the host is still not compliant.
     outcomes.record(host.name, control, "not-compliant" if plan.refusal else "changed",
