@@ -1,12 +1,14 @@
 """A local Docker registry on 127.0.0.1 (Debian's docker-registry, distribution v2) for pull tests.
 
 No outside registry is reachable where the lab runs; the engine treats 127.0.0.0/8 registries as insecure by
-default, so plain HTTP push and pull work without touching the daemon's configuration.
+default (``docker info`` lists it under "Insecure Registries" with no daemon.json), so plain HTTP push and pull
+work without touching the daemon's configuration.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -19,6 +21,8 @@ from . import engine
 from .errors import LabError
 
 BINARY = "/usr/bin/docker-registry"
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
 CONFIG = """version: 0.1
 log:
   level: warn
@@ -29,7 +33,18 @@ storage:
     enabled: true
 http:
   addr: 127.0.0.1:{port}
+  secret: {secret}
 """
+# Registries this process started, so stop() can reap them (no zombie, no "still running" ResourceWarning).
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+def ensure_installed(say: Callable[[str], None]) -> None:
+    """Install Debian's docker-registry when missing; its systemd unit is left alone (no systemd here anyway)."""
+    if not os.path.exists(BINARY):
+        engine.apt_install(["docker-registry"], say)
+    if not os.path.exists(BINARY):
+        raise LabError(f"installing docker-registry did not provide {BINARY}")
 
 
 def _answers(port: int) -> bool:
@@ -40,6 +55,7 @@ def _answers(port: int) -> bool:
 
 
 def _running(pid_file: Path) -> int | None:
+    # A recycled pid may belong to anything now: only a live docker-registry counts (a zombie's cmdline is empty).
     try:
         pid = int(pid_file.read_text().strip())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -49,39 +65,63 @@ def _running(pid_file: Path) -> int | None:
 
 
 def start(directory: Path, port: int, say: Callable[[str], None]) -> str:
-    """Serve a registry from `directory` on 127.0.0.1:`port` (reused when already up); returns its address."""
-    if not os.path.exists(BINARY):
-        engine.apt_install(["docker-registry"], say)
+    """Serve a registry from `directory` on 127.0.0.1:`port` (reused when already up); returns "127.0.0.1:PORT"."""
+    ensure_installed(say)
     directory.mkdir(parents=True, exist_ok=True)
+    address = f"127.0.0.1:{port}"
     pid_file = directory / "registry.pid"
-    if _running(pid_file) and _answers(port):
-        return f"127.0.0.1:{port}"
+    if _running(pid_file):
+        if _answers(port):
+            return address
+        stop(directory)  # alive but deaf: not worth keeping
+    if _answers(port):
+        # Otherwise the wait below would mistake someone else's registry for ours.
+        raise LabError(f"{address} already answers as a registry that {directory} did not start; pick another port")
     config = directory / "config.yml"
-    config.write_text(CONFIG.format(root=directory / "data", port=port))
+    # An explicit upload secret keeps the "no HTTP secret" warning out of the log tail an error quotes.
+    config.write_text(CONFIG.format(root=directory / "data", port=port, secret=secrets.token_hex(16)))
     log = directory / "registry.log"
+    say(f"starting a local registry on {address} (log: {log})")
     with open(log, "ab") as out:
         proc = subprocess.Popen([BINARY, "serve", str(config)], stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
+    _CHILDREN[proc.pid] = proc
     pid_file.write_text(str(proc.pid))
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline and proc.poll() is None:
         if _answers(port):
-            return f"127.0.0.1:{port}"
-        if proc.poll() is not None:
-            break
-        time.sleep(0.5)
+            return address
+        time.sleep(0.3)
+    status = proc.poll()
     stop(directory)
-    raise LabError(f"the local registry did not answer on 127.0.0.1:{port}: {engine.log_tail(log)}")
+    _CHILDREN.pop(proc.pid, None)
+    why = f"exited with status {status}" if status is not None else f"did not answer within {START_TIMEOUT:.0f}s"
+    raise LabError(f"the local registry on {address} {why}: {engine.log_tail(log)}")
 
 
 def stop(directory: Path) -> None:
+    """Stop the registry `directory`'s pid file names (TERM, then KILL, each wait bounded); keep its data."""
     pid_file = directory / "registry.pid"
     pid = _running(pid_file)
     if pid:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while _running(pid_file) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while time.monotonic() < deadline:
+                child = _CHILDREN.get(pid)
+                if child is not None:
+                    child.poll()  # reaps it, so its /proc entry goes away
+                if not _running(pid_file):
+                    break
+                time.sleep(0.2)
+            if not _running(pid_file):
+                break
         if _running(pid_file):
-            os.kill(pid, signal.SIGKILL)
+            raise LabError(f"the local registry (pid {pid}) did not stop")
+    child = _CHILDREN.pop(pid, None) if pid else None
+    if child is not None:
+        child.poll()
     pid_file.unlink(missing_ok=True)
