@@ -49,7 +49,6 @@ class Assessment:
     summary: list[str] = field(default_factory=list)           # password-free description of the change
     refusal: str | None = None              # the tool must not do it: not compliant, with the advice
     error: str | None = None                # bad input: fail this container, change nothing
-    compose: str = "refuse"                 # "recreate" accepts recreating compose-managed containers
 
     @property
     def recreate(self) -> bool:
@@ -71,7 +70,8 @@ def read_files(container, directory: str) -> list[ConfigFile]:
             for member, raw in containers.json_files(container, directory)]
 
 
-def _in_mount(attrs: dict, path: str) -> bool:
+def in_mount(attrs: dict, path: str) -> bool:
+    """`path` is a mount of the container or lies in one: the old and a new container share it."""
     return any(path == m["Destination"] or path.startswith(m["Destination"].rstrip("/") + "/")
                for m in attrs.get("Mounts") or [])
 
@@ -119,7 +119,7 @@ def assess(client, name: str, users: dict[str, str] | None, users_mode: str = "e
         return Assessment(name, "?", None, "?", error=f"container {name}: no such container on this engine")
     attrs = container.attrs
     family = containers.family(container) or "other"
-    result = Assessment(name, family, None, attrs["Config"].get("Image", "?"), compose=compose)
+    result = Assessment(name, family, None, attrs["Config"].get("Image", "?"))
     if container.status != "running":
         result.error = (f"container {name} is {container.status}, not running: its Orthanc version cannot be "
                         "read; start it (or remove it if retired), nothing was changed")
@@ -189,10 +189,10 @@ def assess(client, name: str, users: dict[str, str] | None, users_mode: str = "e
                                   f"{', '.join(sorted(edits))}")
 
     # Configuration kept in the writable layer (docker cp'd in) must follow a recreate.
-    if not _in_mount(attrs, directory):
+    if not in_mount(attrs, directory):
         edited = {f.path for f in result.files}
         result.carry = [f for f in files if f.path not in edited]
-    blocker = _recreate_blocker(name, attrs, storage, target, result) if result.recreate else None
+    blocker = _recreate_blocker(name, attrs, storage, compose, result) if result.recreate else None
     if blocker and result.auth == "files":
         # Authentication goes on in place; only the upgrade waits for the administrator.
         result.upgrade_to = None
@@ -203,12 +203,12 @@ def assess(client, name: str, users: dict[str, str] | None, users_mode: str = "e
     return result
 
 
-def _recreate_blocker(name: str, attrs: dict, storage: dict, target: str | None, result: Assessment) -> str | None:
+def _recreate_blocker(name: str, attrs: dict, storage: dict, compose: str, result: Assessment) -> str | None:
     if storage["type"] == "writable-layer":
         return (f"its DICOM store {storage['path']} is in the container's writable layer and a recreate would "
                 f"delete it: copy it out (`docker cp {name}:{storage['path']} /srv/{name}-db`), run the container "
                 f"with `-v /srv/{name}-db:{storage['path']}`, then run orthanc-harden again")
-    if (attrs["Config"].get("Labels") or {}).get(COMPOSE_PROJECT) and result.compose != "recreate":
+    if (attrs["Config"].get("Labels") or {}).get(COMPOSE_PROJECT) and compose != "recreate":
         return _compose_advice(attrs, result.upgrade_to, ["auth"] if result.auth == "recreate" else [])
     return None
 

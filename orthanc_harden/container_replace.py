@@ -18,7 +18,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from . import container_spec, versions
 from .audit import containers
-from .container_assess import Assessment, ConfigFile, digest_matches
+from .container_assess import Assessment, ConfigFile, digest_matches, in_mount
 from .operations.health import wait_for_auth
 
 BACKUP_SUFFIX = ".orthanc-harden-backup"
@@ -171,8 +171,8 @@ def recreate(client, plan: Assessment, probe_url: str | None, gate: dict, floor:
     old_image = client.api.inspect_image(attrs["Image"])
     body = container_spec.create_body(attrs, old_image, reference, plan.env)
     _, extra_networks = container_spec.networks(attrs)
-    shared = [f for f in plan.files if _shared(attrs, f.path)]
-    own = [f for f in plan.files if not _shared(attrs, f.path)]
+    shared = [f for f in plan.files if in_mount(attrs, f.path)]
+    own = [f for f in plan.files if not in_mount(attrs, f.path)]
 
     old.stop(timeout=_stop_timeout(attrs))
     parked = f"{plan.name}{OLD_SUFFIX}"
@@ -180,7 +180,7 @@ def recreate(client, plan: Assessment, probe_url: str | None, gate: dict, floor:
     new_id = None
     try:
         if shared:
-            _backup(old, [f for f in plan.originals if _shared(attrs, f.path)], running=False)
+            _backup(old, [f for f in plan.originals if in_mount(attrs, f.path)], running=False)
             _put(old, shared, running=False)
         new_id = client.api.create_container_from_config(body, name=plan.name)["Id"]
         new = client.containers.get(new_id)
@@ -199,18 +199,13 @@ def recreate(client, plan: Assessment, probe_url: str | None, gate: dict, floor:
     return f"recreated ({note}): {detail}"
 
 
-def _shared(attrs: dict, path: str) -> bool:
-    """A file in a mount: the old and the new container see the same one."""
-    return any(path.startswith(m["Destination"].rstrip("/") + "/") for m in attrs.get("Mounts") or [])
-
-
 def _roll_back(client, plan: Assessment, old_id: str, new_id: str | None, attrs: dict) -> str:
     steps = []
     try:
         if new_id:
             client.api.remove_container(new_id, force=True, v=False)
         old = client.containers.get(old_id)
-        _restore(old, [f for f in plan.originals if _shared(attrs, f.path)], running=False)
+        _restore(old, [f for f in plan.originals if in_mount(attrs, f.path)], running=False)
         client.api.rename(old_id, plan.name)
         if attrs["State"].get("Running"):
             old.start()
