@@ -192,7 +192,7 @@ def containers_fixed():
             return
     url = settings.get(data, "orthanc_harden_docker_url")
     try:
-        client = engines.for_host(data)
+        client = engines.of_host(host)
         found = client.containers.list(all=True, filters=settings.get(data, "orthanc_harden_docker_filters") or {})
     except (engines.EngineError, DockerException) as err:
         report.failed(name="Docker engine", control="docker", message=str(err).splitlines()[0])

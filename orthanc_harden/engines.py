@@ -76,6 +76,10 @@ def connect(url: str, tls: dict | None = None, ssh: dict | None = None, timeout:
                 tls_config = docker.tls.TLSConfig(client_cert=(tls["cert"], tls["key"]), ca_cert=tls["ca"],
                                                   verify=True)
             client = docker.DockerClient(base_url=url, tls=tls_config, version=API_VERSION, timeout=timeout)
+            if tls_config:
+                # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (common on control nodes) replace the
+                # engine's own CA for every call, so verification fails or, worse, trusts the wrong CA.
+                client.api.trust_env = False
         client.ping()
     except (docker.errors.DockerException, paramiko.SSHException, OSError, KeyError) as err:
         raise EngineError(f"Docker engine {url} not reachable: {_reason(err)}") from None
@@ -86,6 +90,24 @@ def for_host(data, timeout: int = 60) -> docker.DockerClient:
     """The engine of a container host, from its ``orthanc_harden_docker_*`` and ``ssh_*`` host data."""
     url = settings.get(data, "orthanc_harden_docker_url")
     return connect(url, settings.get(data, "orthanc_harden_docker_tls"), _ssh_settings(data), timeout)
+
+
+_opened: dict[tuple[str, str], docker.DockerClient] = {}
+
+
+def of_host(host, timeout: int = 60) -> docker.DockerClient:
+    """The engine of a pyinfra host, opened once per run and shared by the plan and execute passes.
+
+    An ``@dockerengine`` host already holds the client its connector opened and pinged; any other container host
+    (an SSH host with ``orthanc_harden_docker_url``) gets one client for the whole run.
+    """
+    client = getattr(getattr(host, "connector", None), "client", None)
+    if client is not None:
+        return client
+    key = (host.name, settings.get(host.data, "orthanc_harden_docker_url"))
+    if key not in _opened:
+        _opened[key] = for_host(host.data, timeout)
+    return _opened[key]
 
 
 def _reason(err: BaseException) -> str:

@@ -25,7 +25,7 @@ def _unnamed(message: str, container: str) -> str:
 def _apply(state, host, container: str, users, users_mode, floor, image, compose, upgrade, probe_url, gate_timeout):
     control = f"container {container}"
     try:
-        client = engines.for_host(host.data)
+        client = engines.of_host(host)
         plan = assess(client, container, _plain(users), users_mode, floor, image, compose, upgrade)
         if plan.error:
             return fail_host(host, control, plan.error)
@@ -108,7 +108,7 @@ def orthanc(
         raise OperationValueError(f"compose must be 'refuse' or 'recreate', not {compose!r}")
     control = f"container {container}"
     try:
-        client = engines.for_host(host.data)
+        client = engines.of_host(host)
         plan = assess(client, container, _plain(users), users_mode, floor, image, compose, upgrade)
     except engines.EngineError as err:
         outcomes.record(host.name, control, "failed", str(err))
