@@ -123,8 +123,11 @@ def ensure_image(client, reference: str, pull_timeout: int = 600) -> str:
     try:
         client.images.pull(repository, tag=tag or "latest")
     except (APIError, DockerException) as err:
-        reason = getattr(err, "explanation", None) or str(err)
-        raise ReplaceError(f"cannot pull {reference}: {str(reason).splitlines()[0][:200]}") from None
+        reason = str(getattr(err, "explanation", None) or err).splitlines()[0][:200]
+        if "no basic auth credentials" in reason or "unauthorized" in reason.lower():
+            # The SDK sends the control node's own `docker login` credentials (~/.docker/config.json).
+            reason += f" (run `docker login {repository.split('/')[0]}` on the control node)"
+        raise ReplaceError(f"cannot pull {reference}: {reason}") from None
     try:
         client.images.get(reference)
     except ImageNotFound:

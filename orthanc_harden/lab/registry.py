@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import bcrypt
 import requests
 
 from . import engine
@@ -35,6 +36,12 @@ http:
   addr: 127.0.0.1:{port}
   secret: {secret}
 """
+# Pulls without credentials are then refused ("pull denied"); the engine still allows plain HTTP to 127.0.0.0/8.
+AUTH = """auth:
+  htpasswd:
+    realm: orthanc-harden-lab
+    path: {path}
+"""
 # Registries this process started, so stop() can reap them (no zombie, no "still running" ResourceWarning).
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
@@ -49,7 +56,8 @@ def ensure_installed(say: Callable[[str], None]) -> None:
 
 def _answers(port: int) -> bool:
     try:
-        return requests.get(f"http://127.0.0.1:{port}/v2/", timeout=2).status_code == 200
+        # 401: a registry that wants credentials answers too.
+        return requests.get(f"http://127.0.0.1:{port}/v2/", timeout=2).status_code in (200, 401)
     except requests.RequestException:
         return False
 
@@ -64,8 +72,11 @@ def _running(pid_file: Path) -> int | None:
     return pid if b"docker-registry" in cmdline else None
 
 
-def start(directory: Path, port: int, say: Callable[[str], None]) -> str:
-    """Serve a registry from `directory` on 127.0.0.1:`port` (reused when already up); returns "127.0.0.1:PORT"."""
+def start(directory: Path, port: int, say: Callable[[str], None], users: dict[str, str] | None = None) -> str:
+    """Serve a registry from `directory` on 127.0.0.1:`port` (reused when already up); returns "127.0.0.1:PORT".
+
+    With `users` ({name: password}) it refuses every request without one of them (htpasswd, bcrypt).
+    """
     ensure_installed(say)
     directory.mkdir(parents=True, exist_ok=True)
     address = f"127.0.0.1:{port}"
@@ -79,7 +90,14 @@ def start(directory: Path, port: int, say: Callable[[str], None]) -> str:
         raise LabError(f"{address} already answers as a registry that {directory} did not start; pick another port")
     config = directory / "config.yml"
     # An explicit upload secret keeps the "no HTTP secret" warning out of the log tail an error quotes.
-    config.write_text(CONFIG.format(root=directory / "data", port=port, secret=secrets.token_hex(16)))
+    text = CONFIG.format(root=directory / "data", port=port, secret=secrets.token_hex(16))
+    if users:
+        htpasswd = directory / "htpasswd"
+        htpasswd.write_text("".join(f"{name}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()}\n"
+                                    for name, password in users.items()))
+        htpasswd.chmod(0o600)
+        text += AUTH.format(path=htpasswd)
+    config.write_text(text)
     log = directory / "registry.log"
     say(f"starting a local registry on {address} (log: {log})")
     with open(log, "ab") as out:

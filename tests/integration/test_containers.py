@@ -9,7 +9,6 @@ import hashlib
 import io
 import json
 import tarfile
-import textwrap
 import time
 
 import docker
@@ -19,27 +18,19 @@ import requests
 from orthanc_harden import container_spec
 from orthanc_harden.lab import app_images, engine, registry
 from tests.conftest import run_cli, unavailable
+from tests.integration.dockerlab import ENGINES_INVENTORY, config_dir, wait_http
 
 pytestmark = pytest.mark.lab
 
 LABEL = "orthanc-harden.test"
 KIND = "containers"
 REGISTRY_PORT = 31530
+LOCKED_REGISTRY_PORT = 31531  # wants credentials the control node does not have
 NETWORK = "oh-test-containers"
 SUBNET = "172.31.251.0/24"
 PORTS = {"t-jodogne": 31541, "t-team": 31542, "t-layer": 31543, "t-compose": 31544, "t-rollback": 31546,
-         "t-unknown": 31547, "t-unreachable": 31548, "t-viassh": 31550}
+         "t-unknown": 31547, "t-unreachable": 31548, "t-viassh": 31550, "t-denied": 31545}
 CANARY = "Canary-docker-7c1e-\"x'"
-VULNERABLE = textwrap.dedent("""\
-    {
-      // test container: the CVE-2025-0896 state, on purpose
-      "Name" : "%s",
-      "RemoteAccessAllowed" : true,
-      "AuthenticationEnabled" : false,
-      "StorageDirectory" : "%s",
-      "IndexDirectory" : "%s"
-    }
-    """)
 
 
 def _clean(client) -> None:
@@ -54,29 +45,6 @@ def _clean(client) -> None:
 
 def _labels(role: str, **extra) -> dict:
     return {LABEL: KIND, f"{LABEL}-role": role, **extra}
-
-
-def _wait_http(port: int, auth=None, want=None, timeout: float = 90) -> int:
-    deadline = time.monotonic() + timeout
-    status = None
-    while time.monotonic() < deadline:
-        try:
-            status = requests.get(f"http://127.0.0.1:{port}/system", auth=auth, timeout=5).status_code
-            if want is None or status == want:
-                return status
-        except requests.RequestException:
-            pass
-        time.sleep(1)
-    return status
-
-
-def _config_dir(tmp, name: str, storage: str) -> str:
-    directory = tmp / name
-    directory.mkdir()
-    path = directory / "orthanc.json"
-    path.write_text(VULNERABLE % (name, storage, storage))
-    path.chmod(0o640)
-    return str(directory)
 
 
 def _create(client, name: str, image: str, role: str, binds: list[str] | None = None, env: dict | None = None,
@@ -115,13 +83,6 @@ def _instances(port: int) -> list[str]:
     answer = requests.get(f"http://127.0.0.1:{port}/instances", auth=("radiology", CANARY.encode()), timeout=10)
     answer.raise_for_status()
     return sorted(answer.json())
-
-
-INVENTORY = """
-import json, os
-_spec = json.loads(os.environ["OH_TEST_ENGINES"])
-container_engines = [(f"@dockerengine/{name}", data) for name, data in _spec.items()]
-"""
 
 
 def _engine_data(fleet, role: str, images: dict, url: str = "unix:///var/run/docker.sock") -> dict:
@@ -170,7 +131,7 @@ def fleet(tmp_path_factory):
     users.write_text(json.dumps({"radiology": CANARY}))
     users.chmod(0o600)
     inventory = work / "engines.py"
-    inventory.write_text(INVENTORY)
+    inventory.write_text(ENGINES_INVENTORY)
     fleet = {"client": client, "refs": refs, "work": work, "users": users, "inventory": inventory,
              "registry": address}
     try:
@@ -178,12 +139,13 @@ def fleet(tmp_path_factory):
     finally:
         _clean(client)
         registry.stop(work / "registry")
+        registry.stop(work / "locked-registry")
 
 
 def test_recreate_keeps_data_and_settings_enables_auth_and_is_idempotent(fleet, tmp_path):
     client, refs = fleet["client"], fleet["refs"]
     _create(client, "t-jodogne", refs["jodogne-old"], "main",
-            binds=[f"{_config_dir(tmp_path, 'jodogne', '/var/lib/orthanc/db')}:/etc/orthanc",
+            binds=[f"{config_dir(tmp_path, 'jodogne', '/var/lib/orthanc/db')}:/etc/orthanc",
                    "oh-test-jodogne-db:/var/lib/orthanc/db"],
             env={"SITE": "radiology-east"}, labels={"pacs.site": "east"},
             network={"aliases": ["pacs-east"], "ipv4_address": "172.31.251.10"},
@@ -194,12 +156,12 @@ def test_recreate_keeps_data_and_settings_enables_auth_and_is_idempotent(fleet, 
             env={"ORTHANC__AUTHENTICATION_ENABLED": "false", "ORTHANC__NAME": "team-custom"},
             labels={"pacs.site": "west"})
     _create(client, "t-layer", refs["jodogne-old"], "main",
-            binds=[f"{_config_dir(tmp_path, 'layer', '/srv/orthanc-db')}:/etc/orthanc"])
+            binds=[f"{config_dir(tmp_path, 'layer', '/srv/orthanc-db')}:/etc/orthanc"])
     _create(client, "t-compose", refs["team-old"], "main", env={"ORTHANC__AUTHENTICATION_ENABLED": "false"},
             labels={"com.docker.compose.project": "pacs", "com.docker.compose.service": "orthanc",
                     "com.docker.compose.project.config_files": "/srv/pacs/docker-compose.yml"})
     for name in ("t-jodogne", "t-team", "t-layer", "t-compose"):
-        assert _wait_http(PORTS[name], want=200) == 200, f"{name} is open before the run"
+        assert wait_http(PORTS[name], want=200) == 200, f"{name} is open before the run"
     uploaded = {name: _upload(PORTS[name], name.upper()) for name in ("t-jodogne", "t-team")}
     hashes = {name: _storage_hashes(client, name) for name in uploaded}
     assert all(hashes.values()), "the DICOM files are on disk before the run"
@@ -225,8 +187,8 @@ def test_recreate_keeps_data_and_settings_enables_auth_and_is_idempotent(fleet, 
         assert container_spec.preserved_view(after[name], client.api.inspect_image(after[name]["Image"])) == \
             container_spec.preserved_view(before[name], client.api.inspect_image(before[name]["Image"])), name
         assert after[name]["Config"]["Image"] != before[name]["Config"]["Image"]
-        assert _wait_http(PORTS[name], want=401) == 401
-        assert _wait_http(PORTS[name], auth=("radiology", CANARY.encode()), want=200) == 200
+        assert wait_http(PORTS[name], want=401) == 401
+        assert wait_http(PORTS[name], auth=("radiology", CANARY.encode()), want=200) == 200
         assert _instances(PORTS[name]) == [uploaded[name]], f"{name}: the same DICOM instance after the upgrade"
         assert _storage_hashes(client, name) == hashes[name], f"{name}: the same DICOM files after the upgrade"
         versions = client.containers.get(name).exec_run(["Orthanc", "--version"]).output.decode()
@@ -246,10 +208,10 @@ def test_recreate_keeps_data_and_settings_enables_auth_and_is_idempotent(fleet, 
     assert not client.containers.list(all=True, filters={"name": "orthanc-harden-old"}), "old containers removed"
     # In place on the writable-layer container: authentication on without a recreate.
     assert after["t-layer"]["Id"] == before["t-layer"]["Id"]
-    assert _wait_http(PORTS["t-layer"], want=401) == 401
+    assert wait_http(PORTS["t-layer"], want=401) == 401
     assert after["t-compose"]["Id"] == before["t-compose"]["Id"]
     assert after["t-compose"]["State"]["StartedAt"] == before["t-compose"]["State"]["StartedAt"]
-    assert _wait_http(PORTS["t-compose"]) == 200, "the compose container is left as it was"
+    assert wait_http(PORTS["t-compose"]) == 200, "the compose container is left as it was"
 
     code, output, report = _remediate(fleet, engines)
     row = _rows(report)["@dockerengine/lab-engine"]
@@ -265,7 +227,7 @@ def test_broken_image_rolls_back_to_the_old_container_with_its_data(fleet):
     client, refs = fleet["client"], fleet["refs"]
     old_id = _create(client, "t-rollback", refs["team-old"], "rollback",
                      env={"ORTHANC__AUTHENTICATION_ENABLED": "false"})
-    assert _wait_http(PORTS["t-rollback"], want=200) == 200
+    assert wait_http(PORTS["t-rollback"], want=200) == 200
     instance = _upload(PORTS["t-rollback"], "ROLLBACK")
     engines = {"lab-engine": _engine_data(fleet, "rollback", {"orthancteam": refs["team-broken"]})}
     code, output, report = _remediate(fleet, engines)
@@ -275,7 +237,7 @@ def test_broken_image_rolls_back_to_the_old_container_with_its_data(fleet):
     assert "old container t-rollback restored and started with its data" in row["reason"]
     attrs = client.api.inspect_container("t-rollback")
     assert attrs["Id"] == old_id and attrs["State"]["Running"]
-    assert _wait_http(PORTS["t-rollback"], want=200) == 200
+    assert wait_http(PORTS["t-rollback"], want=200) == 200
     assert requests.get(f"http://127.0.0.1:{PORTS['t-rollback']}/instances", timeout=10).json() == [instance]
     assert not client.containers.list(all=True, filters={"label": f"{LABEL}-role=rollback", "status": "created"})
 
@@ -283,14 +245,24 @@ def test_broken_image_rolls_back_to_the_old_container_with_its_data(fleet):
 def test_bad_images_and_engines_fail_alone_and_change_nothing(fleet, tmp_path):
     client, refs = fleet["client"], fleet["refs"]
     ids = {name: _create(client, name, refs["jodogne-old"], name,
-                         binds=[f"{_config_dir(tmp_path, name, '/var/lib/orthanc/db')}:/etc/orthanc"])
+                         binds=[f"{config_dir(tmp_path, name, '/var/lib/orthanc/db')}:/etc/orthanc"])
            for name in ("t-unknown", "t-unreachable")}
+    ids["t-denied"] = _create(client, "t-denied", refs["jodogne-old"], "t-denied",
+                              binds=[f"{config_dir(tmp_path, 't-denied', '/var/lib/orthanc/db')}:/etc/orthanc"])
+    locked = registry.start(fleet["work"] / "locked-registry", LOCKED_REGISTRY_PORT, lambda _m: None,
+                            users={"pusher": "Pusher-pw-4d2"})
+    denied_ref = f"{locked}/jodogne/orthanc:locked"  # exists there; only credentials are missing
+    client.images.get(refs["jodogne-old"]).tag(denied_ref)
+    pushed = client.images.push(denied_ref, auth_config={"username": "pusher", "password": "Pusher-pw-4d2"})
+    assert "errorDetail" not in pushed, pushed[-500:]
+    client.images.remove(denied_ref)
     stopped = _create(client, "t-stopped", refs["jodogne-old"], "stopped", start=False)
     for name in ids:
-        assert _wait_http(PORTS[name], want=200) == 200
+        assert wait_http(PORTS[name], want=200) == 200
     engines = {
         "unknown": _engine_data(fleet, "t-unknown", {"jodogne": f"{fleet['registry']}/jodogne/orthanc:no-such"}),
         "unreachable": _engine_data(fleet, "t-unreachable", {"jodogne": "127.0.0.1:31539/jodogne/orthanc:1.10.1"}),
+        "denied": _engine_data(fleet, "t-denied", {"jodogne": denied_ref}),
         "stopped": _engine_data(fleet, "stopped", {"jodogne": refs["jodogne-fixed"]}),
         "down": _engine_data(fleet, "none", {}, url="unix:///run/orthanc-harden-test/no-docker.sock"),
     }
@@ -300,15 +272,18 @@ def test_bad_images_and_engines_fail_alone_and_change_nothing(fleet, tmp_path):
     assert rows["@dockerengine/unknown"]["status"] == "failed", rows["@dockerengine/unknown"]["reason"]
     assert "cannot pull 127.0.0.1:31530/jodogne/orthanc:no-such" in rows["@dockerengine/unknown"]["reason"]
     assert "cannot pull 127.0.0.1:31539/jodogne/orthanc:1.10.1" in rows["@dockerengine/unreachable"]["reason"]
+    assert (f"cannot pull {denied_ref}: " in rows["@dockerengine/denied"]["reason"]
+            and "no basic auth credentials" in rows["@dockerengine/denied"]["reason"]
+            and "docker login 127.0.0.1:31531" in rows["@dockerengine/denied"]["reason"])
     assert "container t-stopped is created, not running" in rows["@dockerengine/stopped"]["reason"]
     assert rows["@dockerengine/down"]["reason"].startswith("unreachable: Docker engine unix:///run/")
     for name, container_id in ids.items():
         attrs = client.api.inspect_container(name)
         assert attrs["Id"] == container_id and attrs["State"]["Running"], f"{name} untouched and running"
-        assert _wait_http(PORTS[name], want=200) == 200
+        assert wait_http(PORTS[name], want=200) == 200
     assert client.api.inspect_container("t-stopped")["Id"] == stopped
     for line in output.splitlines():
-        if "t-unknown" in line or "t-unreachable" in line:
+        if "t-unknown" in line or "t-unreachable" in line or "t-denied" in line:
             assert "Traceback" not in line
 
 
@@ -347,7 +322,7 @@ def test_ssh_engine_uses_the_inventory_ssh_settings(fleet, tmp_path):
 
     client, work = fleet["client"], fleet["work"]
     _create(client, "t-viassh", fleet["refs"]["jodogne-old"], "over-ssh",
-            binds=[f"{_config_dir(tmp_path, 'viassh', '/var/lib/orthanc/db')}:/etc/orthanc"])
+            binds=[f"{config_dir(tmp_path, 'viassh', '/var/lib/orthanc/db')}:/etc/orthanc"])
     host_image = image.ensure_images(client, lambda _m: None)["host"]
     host_private, host_public = keys.new_ed25519()
     client_key, client_public = keys.ensure_client_key(work)
