@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from contextlib import contextmanager
 from typing import Callable
 
 from . import outcomes, settings
@@ -78,6 +79,24 @@ def _connect(state, hosts, parallel: int) -> list:
     return connected
 
 
+@contextmanager
+def _ops_keyed_by_call_site():
+    """Plan with operations identified by their call site, as the pyinfra CLI does.
+
+    pyinfra's API mode (what `add_deploy` uses) numbers each host's operations 1, 2, 3...: in a mixed fleet an
+    engine host's third operation and a package host's third are different operations under one hash, which
+    mixes their names (the dry plan then misses changes) and refuses differing `_continue_on_error` values.
+    """
+    import pyinfra
+
+    previous = pyinfra.is_cli
+    pyinfra.is_cli = True
+    try:
+        yield
+    finally:
+        pyinfra.is_cli = previous
+
+
 def _plan(state, host) -> list[str]:
     """Names of the operations that would change this host (dry run)."""
     from pyinfra.context import ctx_host, ctx_state
@@ -129,10 +148,10 @@ def _row(host, failed: bool, pyinfra_lines: _PyinfraLines, dry: bool, plan: list
 def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int = 20, dry: bool = False,
               on_op: Callable[[str], None] | None = None) -> dict:
     """Run ``orthanc_harden.deploys.harden`` on every host (plan only when ``dry``) and return the report."""
-    from pyinfra.api.deploy import add_deploy
     from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.operations import run_ops
     from pyinfra.api.state import StateStage
+    from pyinfra.context import ctx_host, ctx_state
 
     from .deploys import harden
 
@@ -151,7 +170,8 @@ def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int
         state.set_stage(StateStage.Prepare)
         for host in connected:
             try:
-                add_deploy(state, harden, host=[host])
+                with _ops_keyed_by_call_site(), ctx_state.use(state), ctx_host.use(host):
+                    harden()
             except (PyinfraError, OSError, ValueError) as err:
                 outcomes.record(host.name, "prepare", "failed", f"{type(err).__name__}: {err}")
                 failed.add(host)

@@ -42,7 +42,9 @@ def groups(lab: str = state.DEFAULT_LAB) -> dict[str, list]:
     # as an engine-only host (no shell; see orthanc_harden.connector).
     container_engines = []
     if data["containers"]:
+        users_ref = {k: v for k, v in hardening.items() if k == "orthanc_harden_users_ref"}
         container_engines.append((f"@dockerengine/{lab}-engine", {
+            **users_ref,  # the firewall is the host's: an engine-only host has none to set
             "orthanc_harden_docker_url": data["docker_host"],
             "orthanc_harden_docker_filters": {"label": f"{state.LABEL}={lab}"},
             "orthanc_harden_probe_urls": {c["container"]: f"http://127.0.0.1:{c['http_port']}"

@@ -13,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import docker
 import pytest
 import requests
 
@@ -24,6 +25,7 @@ from tests.integration.conftest import run_on as _sh
 pytestmark = pytest.mark.lab
 
 LAB = "pytest-remediate"
+ENGINE = f"@dockerengine/{LAB}-engine"  # the lab's Orthanc container, reached through the Docker Engine API
 CANARY = "Canary-fleet-31d7-\"x'"
 FLIP = ('sed -i \'s/"AuthenticationEnabled" *: *true/"AuthenticationEnabled" : false/\' /etc/orthanc/orthanc.json '
         "&& systemctl restart orthanc")
@@ -31,7 +33,7 @@ FLIP = ('sed -i \'s/"AuthenticationEnabled" *: *true/"AuthenticationEnabled" : f
 
 @pytest.fixture(scope="module")
 def fleet(lab, tmp_path_factory):
-    proc = run_cli("lab", "up", "--lab", LAB, "--hosts", "3", "--containers", "0", "--port-base", "30600")
+    proc = run_cli("lab", "up", "--lab", LAB, "--hosts", "3", "--containers", "1", "--port-base", "30600")
     if proc.returncode != 0:
         unavailable(f"lab {LAB} did not start: {proc.stderr[-300:]}")
     data = state.load(state.lab_dir(LAB))
@@ -88,38 +90,56 @@ def _starts(fleet) -> list[str]:
             for i in range(len(fleet["hosts"]))]
 
 
+def _container_started(fleet) -> list[str]:
+    engine = docker.from_env()
+    try:
+        return [engine.api.inspect_container(c["container"])["State"]["StartedAt"] for c in fleet["containers"]]
+    finally:
+        engine.close()
+
+
 def test_fleet_lifecycle(fleet):
+    """The lab as a mixed fleet: three package hosts over SSH and an Orthanc container behind the engine API."""
     names = [h["name"] for h in fleet["hosts"]]
-    assert all(_anonymous(h) == 200 for h in fleet["hosts"]), "the lab starts vulnerable"
+    entries = fleet["hosts"] + fleet["containers"]
+    assert len(fleet["containers"]) == 1
+    assert all(_anonymous(e) == 200 for e in entries), "the lab starts vulnerable"
     before = run_cli("audit", "inventories/lab.py", env=fleet["env"])
     assert before.returncode == 1, before.stdout[-1500:]
 
     code, output, report = _remediate(fleet)
     assert code == 0, output[-3000:]
-    assert _statuses(report) == dict.fromkeys(names, "changed")
+    assert _statuses(report) == dict.fromkeys([*names, ENGINE], "changed")
     for row in report["hosts"]:
+        if row["host"] == ENGINE:
+            container = fleet["containers"][0]["container"]
+            assert any(c.startswith(f"container {container}: ") and "authentication on" in c
+                       for c in row["changes"]), row
+            continue
         assert any(c.startswith("auth: authentication on") for c in row["changes"]), row
         assert any(c.startswith("firewall: Orthanc ports restricted with ufw") for c in row["changes"]), row
-    for entry in fleet["hosts"]:
+    for entry in entries:
         assert _anonymous(entry) == 401
         url = f"http://127.0.0.1:{entry['http_port']}/system"
         assert requests.get(url, auth=("radiology", CANARY), timeout=10).status_code == 200
     after = run_cli("audit", "inventories/lab.py", env=fleet["env"])
     assert after.returncode == 0, after.stdout[-1500:]
 
-    starts = _starts(fleet)
+    starts, container_starts = _starts(fleet), _container_started(fleet)
     code, output, report = _remediate(fleet)
     assert code == 0, output[-3000:]
-    assert _statuses(report) == dict.fromkeys(names, "compliant")
+    assert _statuses(report) == dict.fromkeys([*names, ENGINE], "compliant")
     assert all(row["changes"] == [] for row in report["hosts"])
     assert _starts(fleet) == starts, "a second run must restart nothing"
+    assert _container_started(fleet) == container_starts, "nor the container"
 
     # Drift on one host: the dry plan names it, changes nothing, and says so in its exit status.
     _on(fleet, 1, FLIP)
     assert _anonymous(fleet["hosts"][1]) == 200
     code, output, report = _remediate(fleet, "--dry")
     assert code == 1, output[-3000:]
-    assert _statuses(report) == {names[0]: "compliant", names[1]: "would-change", names[2]: "compliant"}
+    assert _statuses(report) == {names[0]: "compliant", names[1]: "would-change", names[2]: "compliant",
+                                 ENGINE: "compliant"}
     assert report["dry"] is True and _anonymous(fleet["hosts"][1]) == 200
 
 
@@ -164,7 +184,8 @@ def test_drift_is_fixed_by_the_scheduled_run_with_lock_and_retention(fleet):
         assert len(written) == 1 and oct(written[0].stat().st_mode & 0o777) == "0o600"
         report = json.loads(written[0].read_text())
         names = [h["name"] for h in fleet["hosts"]]
-        assert _statuses(report) == {names[0]: "compliant", names[1]: "changed", names[2]: "compliant"}
+        assert _statuses(report) == {names[0]: "compliant", names[1]: "changed", names[2]: "compliant",
+                                     ENGINE: "compliant"}
         assert _anonymous(fleet["hosts"][1]) == 401
         assert CANARY not in proc.stdout + proc.stderr + written[0].read_text()
 
