@@ -46,13 +46,14 @@ class Assessment:
     files: list[ConfigFile] = field(default_factory=list)      # new contents (hold passwords: memory only)
     originals: list[ConfigFile] = field(default_factory=list)  # what they replace, for backups and rollback
     carry: list[ConfigFile] = field(default_factory=list)      # writable-layer config a recreate must copy over
+    ports: dict | None = None               # new HostConfig.PortBindings (Orthanc's ports on one address only)
     summary: list[str] = field(default_factory=list)           # password-free description of the change
     refusal: str | None = None              # the tool must not do it: not compliant, with the advice
     error: str | None = None                # bad input: fail this container, change nothing
 
     @property
     def recreate(self) -> bool:
-        return bool(self.upgrade_to) or self.auth == "recreate"
+        return bool(self.upgrade_to) or self.auth == "recreate" or self.ports is not None
 
     @property
     def changes(self) -> bool:
@@ -83,10 +84,46 @@ def _compose_advice(attrs: dict, target: str | None, what: list[str]) -> str:
     changes = [f"image: {target}"] if target else []
     changes += [f"environment {AUTH_ENV}: \"true\"", "users in a mounted JSON file or a secret"] \
         if "auth" in what else []
+    changes += [f"ports: {what_ports}" for what_ports in what if what_ports.startswith("publish ")]
     return (f"managed by docker compose (project {labels.get(COMPOSE_PROJECT)}, service {service}): a recreate "
             f"here would be undone by the next `docker compose up`; change service {service} in {files} "
             f"({'; '.join(changes)}) and run `docker compose up -d {service}`, or set "
             "orthanc_harden_docker_compose: recreate")
+
+
+def orthanc_ports(files: list[ConfigFile], env: dict) -> set[str]:
+    """Orthanc's HTTP and DICOM ports inside the container ("8042/tcp"), from its JSON files and environment."""
+    ports = {"HttpPort": 8042, "DicomPort": 4242}
+    for entry in files:
+        try:
+            parsed = editor_parse(entry.text)
+        except ValueError:
+            continue
+        ports.update({key: parsed[key] for key in ports if isinstance(parsed.get(key), int)})
+    for key, variable in (("HttpPort", "ORTHANC__HTTP_PORT"), ("DicomPort", "ORTHANC__DICOM_PORT")):
+        if str(env.get(variable, "")).isdigit():
+            ports[key] = int(env[variable])
+    return {f"{port}/tcp" for port in ports.values()}
+
+
+def rebound(attrs: dict, ports: set[str], address: str) -> tuple[dict | None, list[str]]:
+    """Port bindings with Orthanc's published ports on `address` only (host ports kept), and what moves; (None, [])
+    when they already are. Other published ports are the administrator's and stay as they are."""
+    bindings = attrs["HostConfig"].get("PortBindings") or {}
+    wanted, moved = {}, []
+    for port, entries in bindings.items():
+        if port not in ports or not entries or all(e.get("HostIp") == address for e in entries):
+            wanted[port] = entries
+            continue
+        host_ports = list(dict.fromkeys(e.get("HostPort") or "" for e in entries))  # 0.0.0.0 and :: share one
+        wanted[port] = [{"HostIp": address, "HostPort": host_port} for host_port in host_ports]
+        moved += [f"{port} from {_where(e)}" for e in entries if e.get("HostIp") != address]
+    return (wanted, moved) if moved else (None, [])
+
+
+def _where(binding: dict) -> str:
+    address = binding.get("HostIp") or "every address"
+    return f"{f'[{address}]' if ':' in address else address}:{binding.get('HostPort') or 'any port'}"
 
 
 def _runtime_ids(container) -> tuple[int, int]:
@@ -110,9 +147,11 @@ def _users_text(texts: list[ConfigFile], users: dict[str, str], mode: str, edito
 
 
 def assess(client, name: str, users: dict[str, str] | None, users_mode: str = "exact", floor: str = "1.5.8",
-           target: str | None = None, compose: str = "refuse", upgrade: bool = True) -> Assessment:
+           target: str | None = None, compose: str = "refuse", upgrade: bool = True,
+           publish_address: str | None = None) -> Assessment:
     """What `name` needs. `users` are plain passwords here: the result's files hold them, so never print it.
-    Without users the authentication control is not applied; without `upgrade` the version is not acted on."""
+    Without users the authentication control is not applied; without `upgrade` the version is not acted on;
+    with `publish_address` Orthanc's published ports move to that address only."""
     try:
         container = client.containers.get(name)
     except NotFound:
@@ -188,18 +227,26 @@ def assess(client, name: str, users: dict[str, str] | None, users_mode: str = "e
             result.summary.append(f"AuthenticationEnabled true, users {', '.join(sorted(users))} in "
                                   f"{', '.join(sorted(edits))}")
 
+    if publish_address:
+        # Docker's published ports bypass the host firewall's INPUT rules: the bind address is what limits them.
+        result.ports, moved = rebound(attrs, orthanc_ports(files, env), publish_address)
+        if moved:
+            result.summary.append(f"published on {publish_address} only: {', '.join(moved)}")
+
     # Configuration kept in the writable layer (docker cp'd in) must follow a recreate.
     if not in_mount(attrs, directory):
         edited = {f.path for f in result.files}
         result.carry = [f for f in files if f.path not in edited]
     blocker = _recreate_blocker(name, attrs, storage, compose, result) if result.recreate else None
     if blocker and result.auth == "files":
-        # Authentication goes on in place; only the upgrade waits for the administrator.
-        result.upgrade_to = None
-        result.refusal = f"container {name}: not upgraded: {blocker}"
+        # Authentication goes on in place; only what needs a recreate waits for the administrator.
+        waiting = (["upgraded"] if result.upgrade_to else []) + (["rebound"] if result.ports else [])
+        result.upgrade_to, result.ports = None, None
+        result.refusal = f"container {name}: not {' or '.join(waiting)}: {blocker}"
     elif blocker:
         result.refusal = f"container {name}: not recreated: {blocker}"
         result.upgrade_to, result.auth, result.env, result.files, result.originals = None, "ok", {}, [], []
+        result.ports = None
     return result
 
 
@@ -209,8 +256,14 @@ def _recreate_blocker(name: str, attrs: dict, storage: dict, compose: str, resul
                 f"delete it: copy it out (`docker cp {name}:{storage['path']} /srv/{name}-db`), run the container "
                 f"with `-v /srv/{name}-db:{storage['path']}`, then run orthanc-harden again")
     if (attrs["Config"].get("Labels") or {}).get(COMPOSE_PROJECT) and compose != "recreate":
-        return _compose_advice(attrs, result.upgrade_to, ["auth"] if result.auth == "recreate" else [])
+        what = (["auth"] if result.auth == "recreate" else []) + \
+            ([f"publish on {address}" for address in _addresses(result.ports)] if result.ports else [])
+        return _compose_advice(attrs, result.upgrade_to, what)
     return None
+
+
+def _addresses(bindings: dict) -> list[str]:
+    return sorted({e["HostIp"] for entries in bindings.values() for e in entries or [] if e.get("HostIp")})
 
 
 @functools.lru_cache(maxsize=1)

@@ -172,7 +172,7 @@ def recreate(client, plan: Assessment, probe_url: str | None, gate: dict, floor:
     reference = plan.upgrade_to or attrs["Config"]["Image"]
     note = ensure_image(client, reference) if plan.upgrade_to else "same image"
     old_image = client.api.inspect_image(attrs["Image"])
-    body = container_spec.create_body(attrs, old_image, reference, plan.env)
+    body = container_spec.create_body(attrs, old_image, reference, plan.env, plan.ports)
     _, extra_networks = container_spec.networks(attrs)
     shared = [f for f in plan.files if in_mount(attrs, f.path)]
     own = [f for f in plan.files if not in_mount(attrs, f.path)]

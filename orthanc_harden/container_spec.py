@@ -81,8 +81,10 @@ def networks(container: dict) -> tuple[dict, dict]:
     return primary, endpoints
 
 
-def create_body(container: dict, old_image: dict, image_ref: str, env: dict[str, str | None] | None = None) -> dict:
-    """The Engine API body recreating `container` from `image_ref`, with `env` set (None removes a variable)."""
+def create_body(container: dict, old_image: dict, image_ref: str, env: dict[str, str | None] | None = None,
+                port_bindings: dict | None = None) -> dict:
+    """The Engine API body recreating `container` from `image_ref`, with `env` set (None removes a variable) and,
+    when given, `port_bindings` in place of the old ones."""
     config = user_config(container, old_image)
     config["Image"] = image_ref
     variables = list(config.get("Env") or [])
@@ -93,6 +95,8 @@ def create_body(container: dict, old_image: dict, image_ref: str, env: dict[str,
     # Variables the image defines and the user did not override were subtracted above; an explicit change is kept.
     config["Env"] = variables or None
     host_config = copy.deepcopy(container["HostConfig"])
+    if port_bindings is not None:
+        host_config["PortBindings"] = port_bindings
     anonymous = anonymous_volumes(container)
     host_config["Binds"] = (host_config.get("Binds") or []) + anonymous or None
     primary, _ = networks(container)

@@ -168,7 +168,8 @@ def _container_probe_url(data, attrs: dict, url: str) -> str | None:
     bindings = (attrs["NetworkSettings"].get("Ports") or {}).get("8042/tcp") or []
     if not bindings:
         return None
-    address = bindings[0]["HostIp"]
+    # After a rebind the container answers on the publish address only.
+    address = settings.get(data, "orthanc_harden_docker_publish_address") or bindings[0]["HostIp"]
     if address in ("", "0.0.0.0", "::"):
         address = "127.0.0.1" if url.startswith("unix://") else urllib.parse.urlparse(url).hostname
     return f"http://{address}:{bindings[0]['HostPort']}"
@@ -210,6 +211,7 @@ def containers_fixed():
             floor=settings.get(data, "orthanc_harden_min_version"),
             users_mode=settings.get(data, "orthanc_harden_users_mode"),
             compose=settings.get(data, "orthanc_harden_docker_compose"),
+            publish_address=settings.get(data, "orthanc_harden_docker_publish_address"),
             upgrade=upgrade_on,
             probe_url=_container_probe_url(data, item.attrs, url),
             # One container's failure must not stop the others; `compliant` fails the host at the end.

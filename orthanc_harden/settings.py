@@ -77,6 +77,10 @@ SETTINGS = {s.name: s for s in [
             "`refuse`: leave compose-managed containers to their compose file and report the change to make; "
             "`recreate`: recreate them too, keeping every compose label (the next `docker compose up` reverts a "
             "compose file that was not changed)."),
+    Setting("orthanc_harden_docker_publish_address", None, str,
+            "Publish Orthanc's HTTP and DICOM ports only on this address (`127.0.0.1`, a LAN address), by "
+            "recreating the container when they are published elsewhere: Docker's published ports bypass the "
+            "host firewall's INPUT rules. Default: leave the bindings as they are."),
     Setting("orthanc_harden_probe_urls", {}, dict,
             "Container hosts: `{\"container\": \"http://...\"}` where the control node checks each Orthanc; default "
             "the published HTTP port on the engine's address."),
@@ -147,6 +151,13 @@ def validate(data) -> list[str]:
         problems.append(f"orthanc_harden_firewall_backend must be one of {', '.join(FIREWALL_BACKENDS)}")
     if get(data, "orthanc_harden_docker_compose") not in ("refuse", "recreate"):
         problems.append("orthanc_harden_docker_compose must be refuse or recreate")
+    publish = get(data, "orthanc_harden_docker_publish_address")
+    if isinstance(publish, str):
+        try:
+            if ipaddress.ip_address(publish).is_unspecified:
+                problems.append(f"orthanc_harden_docker_publish_address {publish} is every address: name one")
+        except ValueError:
+            problems.append(f"orthanc_harden_docker_publish_address {publish!r} is not an IPv4 or IPv6 address")
     if get(data, "orthanc_harden_schedule_mode") not in ("remediate", "audit"):
         problems.append("orthanc_harden_schedule_mode must be remediate or audit")
     for name in ("orthanc_harden_min_version", "orthanc_harden_upgrade_version"):

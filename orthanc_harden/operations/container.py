@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from docker.errors import DockerException
 from pyinfra import host
 from pyinfra.api import FunctionCommand, OperationValueError, operation
@@ -22,11 +24,13 @@ def _unnamed(message: str, container: str) -> str:
     return message.removeprefix(f"container {container}: ")
 
 
-def _apply(state, host, container: str, users, users_mode, floor, image, compose, upgrade, probe_url, gate_timeout):
+def _apply(state, host, container: str, users, users_mode, floor, image, compose, upgrade, publish_address, probe_url,
+           gate_timeout):
     control = f"container {container}"
     try:
         client = engines.of_host(host)
-        plan = assess(client, container, _plain(users), users_mode, floor, image, compose, upgrade)
+        plan = assess(client, container, _plain(users), users_mode, floor, image, compose, upgrade,
+                      publish_address)
         if plan.error:
             return fail_host(host, control, plan.error)
         if not plan.changes:  # changed between plan and execution: nothing left to do
@@ -59,6 +63,7 @@ def orthanc(
     users_mode: str = "exact",
     compose: str = "refuse",
     upgrade: bool = True,
+    publish_address: str | None = None,
     probe_url: str | None = None,
     gate_timeout: float = GATE_TIMEOUT,
 ):
@@ -74,6 +79,9 @@ def orthanc(
     + compose: ``refuse`` (default) leaves compose-managed containers to their compose file, with the change to
       make; ``recreate`` recreates them keeping every compose label
     + upgrade: act on the version; ``False`` only switches authentication on
+    + publish_address: publish Orthanc's HTTP and DICOM ports on this address only (``127.0.0.1``, a LAN
+      address), through a recreate: Docker's published ports bypass the host firewall's INPUT rules, so a
+      ufw or firewalld rule alone does not restrict them
     + probe_url: where the control node checks health; without it the published HTTP port is used
 
     The real version comes from ``Orthanc --version`` inside the container, never from the tag. Files-configured
@@ -106,10 +114,16 @@ def orthanc(
         check_users(users, users_mode)
     if compose not in ("refuse", "recreate"):
         raise OperationValueError(f"compose must be 'refuse' or 'recreate', not {compose!r}")
+    if publish_address is not None:
+        try:
+            ipaddress.ip_address(publish_address)
+        except ValueError:
+            raise OperationValueError(f"publish_address {publish_address!r} is not an IP address") from None
     control = f"container {container}"
     try:
         client = engines.of_host(host)
-        plan = assess(client, container, _plain(users), users_mode, floor, image, compose, upgrade)
+        plan = assess(client, container, _plain(users), users_mode, floor, image, compose, upgrade,
+                      publish_address)
     except engines.EngineError as err:
         outcomes.record(host.name, control, "failed", str(err))
         yield failing(control, str(err))
@@ -124,5 +138,5 @@ def orthanc(
         outcomes.record(host.name, control, status, message)
         host.noop(message)
         return
-    yield FunctionCommand(_apply, (container, users, users_mode, floor, image, compose, upgrade, probe_url,
-                                   gate_timeout), {})
+    yield FunctionCommand(_apply, (container, users, users_mode, floor, image, compose, upgrade, publish_address,
+                                   probe_url, gate_timeout), {})

@@ -51,14 +51,15 @@ def _create(client, name: str, image: str, role: str, binds: list[str] | None = 
             labels: dict | None = None, network: dict | None = None, start: bool = True, **host) -> str:
     api = client.api
     healthcheck = host.pop("healthcheck", None)
+    bindings = host.pop("port_bindings", None) or ({8042: ("127.0.0.1", PORTS[name])} if name in PORTS else None)
     host_config = api.create_host_config(
-        binds=binds, port_bindings={8042: ("127.0.0.1", PORTS[name])} if name in PORTS else None,
+        binds=binds, port_bindings=bindings,
         restart_policy={"Name": "unless-stopped"}, network_mode=NETWORK, **host)
     endpoint = api.create_endpoint_config(**(network or {}))
     created = api.create_container(
         image, name=name, environment=env, labels=_labels(role, **(labels or {})), host_config=host_config,
         networking_config=api.create_networking_config({NETWORK: endpoint}),
-        ports=[8042] if name in PORTS else None, healthcheck=healthcheck)
+        ports=list(bindings) if bindings else None, healthcheck=healthcheck)
     if start:
         api.start(created["Id"])
     return created["Id"]
@@ -127,6 +128,7 @@ def fleet(tmp_path_factory):
     client.networks.create(NETWORK, labels={LABEL: KIND}, ipam=docker.types.IPAMConfig(
         pool_configs=[docker.types.IPAMPool(subnet=SUBNET)]))
     client.volumes.create("oh-test-jodogne-db", labels={LABEL: KIND})
+    client.volumes.create("oh-test-rebind-db", labels={LABEL: KIND})
     users = work / "users.json"
     users.write_text(json.dumps({"radiology": CANARY}))
     users.chmod(0o600)
@@ -221,6 +223,44 @@ def test_recreate_keeps_data_and_settings_enables_auth_and_is_idempotent(fleet, 
         assert again[name]["Id"] == after[name]["Id"], f"{name}: nothing recreated the second time"
         assert again[name]["State"]["StartedAt"] == after[name]["State"]["StartedAt"], f"{name} not restarted"
     assert "pulled" not in output
+
+
+def test_published_ports_move_to_the_publish_address_only(fleet, tmp_path):
+    """Docker's published ports bypass the host firewall: the recreate moves Orthanc's ports to one address."""
+    client, refs = fleet["client"], fleet["refs"]
+    client.images.pull(refs["jodogne-fixed"])
+    gateway = SUBNET.replace("0/24", "1")  # an address of the test's own network, never contacted
+    container_id = _create(client, "t-rebind", refs["jodogne-fixed"], "rebind",
+                           binds=[f"{config_dir(tmp_path, 't-rebind', '/var/lib/orthanc/db')}:/etc/orthanc",
+                                  "oh-test-rebind-db:/var/lib/orthanc/db"],
+                           port_bindings={8042: (gateway, 31551), 4242: (gateway, 31552), 9000: (gateway, 31553)})
+    before = client.api.inspect_container(container_id)
+    engines = {
+        "rebind": {**_engine_data(fleet, "rebind", {}), "orthanc_harden_docker_publish_address": "127.0.0.1",
+                   "orthanc_harden_probe_urls": {"t-rebind": "http://127.0.0.1:31551"}},
+        "everywhere": {**_engine_data(fleet, "rebind", {}), "orthanc_harden_docker_publish_address": "0.0.0.0"},
+    }
+    code, output, report = _remediate(fleet, engines)
+    rows = _rows(report)
+    assert rows["@dockerengine/rebind"]["status"] == "changed", output[-3000:]
+    assert "published on 127.0.0.1 only: 4242/tcp from 172.31.251.1:31552, 8042/tcp from 172.31.251.1:31551" \
+        in rows["@dockerengine/rebind"]["changes"][0]
+    assert rows["@dockerengine/everywhere"]["status"] == "failed" and code == 2
+    assert "orthanc_harden_docker_publish_address 0.0.0.0 is every address" in rows["@dockerengine/everywhere"][
+        "reason"]
+    after = client.api.inspect_container("t-rebind")
+    assert after["Id"] != before["Id"]
+    assert after["HostConfig"]["PortBindings"] == {
+        "8042/tcp": [{"HostIp": "127.0.0.1", "HostPort": "31551"}],
+        "4242/tcp": [{"HostIp": "127.0.0.1", "HostPort": "31552"}],
+        "9000/tcp": [{"HostIp": gateway, "HostPort": "31553"}]}, "not Orthanc's port: the administrator's"
+    assert [m["Name"] for m in after["Mounts"] if m["Type"] == "volume"] == ["oh-test-rebind-db"]
+    assert wait_http(31551, want=401) == 401
+    assert wait_http(31551, auth=("radiology", CANARY.encode()), want=200) == 200
+
+    code, output, report = _remediate(fleet, {"rebind": engines["rebind"]})
+    assert code == 0 and _rows(report)["@dockerengine/rebind"]["changes"] == [], output[-2000:]
+    assert client.api.inspect_container("t-rebind")["Id"] == after["Id"]
 
 
 def test_broken_image_rolls_back_to_the_old_container_with_its_data(fleet):

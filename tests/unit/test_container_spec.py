@@ -78,3 +78,39 @@ def test_preserved_view_ignores_the_image_and_anonymous_bind_form():
     assert container_spec.preserved_view(after, IMAGE) == container_spec.preserved_view(before, IMAGE)
     after["HostConfig"]["RestartPolicy"] = {"Name": "no"}
     assert container_spec.preserved_view(after, IMAGE) != container_spec.preserved_view(before, IMAGE)
+
+
+def test_orthanc_ports_come_from_the_files_then_the_environment():
+    from orthanc_harden.container_assess import ConfigFile, orthanc_ports
+
+    text = "{ // comment\n \"HttpPort\": 8080, \"DicomPort\": 104 }"
+    files = [ConfigFile("/etc/orthanc/orthanc.json", text, 0, 0, 0o640),
+             ConfigFile("/etc/orthanc/broken.json", "{ nope", 0, 0, 0o640)]
+    assert orthanc_ports(files, {}) == {"8080/tcp", "104/tcp"}
+    assert orthanc_ports(files, {"ORTHANC__HTTP_PORT": "9042"}) == {"9042/tcp", "104/tcp"}
+    assert orthanc_ports([], {}) == {"8042/tcp", "4242/tcp"}
+
+
+def test_rebound_moves_only_orthancs_ports_and_keeps_host_ports():
+    from orthanc_harden.container_assess import rebound
+
+    attrs = {"HostConfig": {"PortBindings": {
+        "8042/tcp": [{"HostIp": "", "HostPort": "8042"}, {"HostIp": "::", "HostPort": "8042"}],
+        "4242/tcp": [{"HostIp": "127.0.0.1", "HostPort": "4242"}],
+        "9000/tcp": [{"HostIp": "", "HostPort": "9000"}]}}}
+    wanted, moved = rebound(attrs, {"8042/tcp", "4242/tcp"}, "127.0.0.1")
+    assert wanted == {"8042/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8042"}],
+                      "4242/tcp": [{"HostIp": "127.0.0.1", "HostPort": "4242"}],
+                      "9000/tcp": [{"HostIp": "", "HostPort": "9000"}]}
+    assert moved == ["8042/tcp from every address:8042", "8042/tcp from [::]:8042"]
+    assert rebound({"HostConfig": {"PortBindings": wanted}}, {"8042/tcp", "4242/tcp"}, "127.0.0.1") == (None, [])
+    assert rebound({"HostConfig": {"PortBindings": None}}, {"8042/tcp"}, "127.0.0.1") == (None, [])
+
+
+def test_create_body_takes_new_port_bindings_and_keeps_the_rest():
+    new = {"8042/tcp": [{"HostIp": "10.1.2.3", "HostPort": "8042"}]}
+    body = container_spec.create_body(_container(), IMAGE, "orthancteam/orthanc:24.1.2", port_bindings=new)
+    assert body["HostConfig"]["PortBindings"] == new
+    assert body["HostConfig"]["Memory"] == 536870912
+    assert container_spec.create_body(_container(), IMAGE, "x")["HostConfig"]["PortBindings"] == \
+        _container()["HostConfig"]["PortBindings"]
