@@ -1,0 +1,214 @@
+"""N bench hosts on the local Docker engine: bring up, reset to vulnerable, count, tear down.
+
+Only names starting with ``bench-``, the bench labels, and 127.0.0.1 ports 12000-15999 are used, because other
+people run tests and Molecule on the same engine. Every wait is bounded in time; teardown removes only what
+carries this run's label.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import docker
+import requests
+from docker.errors import APIError, NotFound
+
+from orthanc_harden.lab import keys
+
+from . import LABEL, RUN_LABEL
+
+PORT_MIN, PORT_MAX = 12000, 15999
+# Creating and starting containers hits dockerd; a few at once is faster than one, more only queues on 2 cores.
+ENGINE_WORKERS = 4
+
+# One docker exec per host reads all counters from the host's journal (not over SSH, so counting adds no
+# SSH command): sshd's "Starting session:" (one per command: exec, subsystem, shell), its accepted logins, and
+# systemd's "Started orthanc.service" (one per start, so a restart counts once).
+_COUNT = ("j() { journalctl -q --no-pager -o cat -u \"$1\"; }; "
+          "echo $(j ssh.service | grep -c '^Starting session:') "
+          "$(j ssh.service | grep -c '^Accepted publickey') "
+          "$(j orthanc.service | grep -c '^Started orthanc')")
+
+
+@dataclass
+class Host:
+    index: int
+    name: str        # inventory name, the same for both tools
+    container: str   # Docker name: bench-<run>-hNN
+    ssh_port: int
+    http_port: int
+    key_private: bytes
+    key_public: str
+
+
+def _tar(files: dict[str, tuple[bytes, int]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, (data, mode) in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _ssh_banner(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            return sock.recv(16).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def http_status(port: int, auth: tuple[str, str] | None = None) -> int | None:
+    """GET /system from the control node; None when Orthanc does not answer."""
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/system", auth=auth, timeout=5).status_code
+    except requests.RequestException:
+        return None
+
+
+class Fleet:
+    """The hosts of one bench size. Host keys stay per slot, so a reset host is the same host to both tools."""
+
+    def __init__(self, client: docker.DockerClient, run_id: str, size: int, port_base: int, image: str,
+                 workdir: Path, say: Callable[[str], None]):
+        last = port_base + 10 * size + 1
+        if port_base + 10 < PORT_MIN or last > PORT_MAX:
+            raise ValueError(f"ports {port_base + 10}..{last} leave the bench range {PORT_MIN}..{PORT_MAX}")
+        self.client, self.run_id, self.image, self.workdir, self.say = client, run_id, image, workdir, say
+        self.network = f"bench-{run_id}"
+        self.subnet: str | None = None
+        self.hosts = []
+        for i in range(1, size + 1):
+            private, public = keys.new_ed25519()
+            self.hosts.append(Host(i, f"bench-h{i:02d}", f"bench-{run_id}-h{i:02d}", port_base + 10 * i,
+                                   port_base + 10 * i + 1, private, public))
+        self.key_path, self.client_pub = keys.ensure_client_key(workdir)
+        self.known_hosts = workdir / "known_hosts"
+        keys.write_known_hosts(self.known_hosts, [("127.0.0.1", h.ssh_port, h.key_public) for h in self.hosts])
+
+    def _labels(self, host: Host | None = None) -> dict[str, str]:
+        labels = {LABEL: "1", RUN_LABEL: self.run_id}
+        if host:
+            labels["orthanc-harden.bench-host"] = host.name
+        return labels
+
+    def _ensure_network(self) -> None:
+        for net in self.client.networks.list(names=[self.network]):
+            if net.name == self.network and net.attrs.get("Labels", {}).get(RUN_LABEL) != self.run_id:
+                raise RuntimeError(f"a Docker network {self.network} exists that this bench run did not create")
+        if not self.client.networks.list(names=[self.network]):
+            self.client.networks.create(self.network, driver="bridge", labels=self._labels())
+        ipam = self.client.networks.get(self.network).attrs["IPAM"]["Config"]
+        self.subnet = ipam[0]["Subnet"]
+
+    def _create(self, host: Host) -> None:
+        try:
+            self.client.containers.get(host.container)
+            raise RuntimeError(f"container {host.container} already exists")
+        except NotFound:
+            pass
+        container = self.client.containers.create(
+            self.image, name=host.container, hostname=host.name, detach=True, network=self.network,
+            cap_add=["SYS_ADMIN", "NET_ADMIN"], tmpfs={"/run": "", "/run/lock": ""},
+            volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"}},
+            ports={"22/tcp": ("127.0.0.1", host.ssh_port), "8042/tcp": ("127.0.0.1", host.http_port)},
+            labels=self._labels(host),
+        )
+        container.put_archive("/", _tar({
+            "etc/ssh/ssh_host_ed25519_key": (host.key_private, 0o600),
+            "etc/ssh/ssh_host_ed25519_key.pub": ((host.key_public + "\n").encode(), 0o644),
+            "root/.ssh/authorized_keys": ((self.client_pub + " orthanc-harden-bench\n").encode(), 0o600),
+        }))
+        container.start()
+
+    def _wait_ready(self) -> None:
+        """sshd answers and Orthanc answers anonymously (200: the planted vulnerable state), bounded in time."""
+        deadline = time.monotonic() + 180 + 4 * len(self.hosts)
+        waiting = list(self.hosts)
+        while waiting and time.monotonic() < deadline:
+            waiting = [h for h in waiting if not (_ssh_banner(h.ssh_port) and http_status(h.http_port) == 200)]
+            if waiting:
+                time.sleep(1)
+        if waiting:
+            raise RuntimeError(f"not ready (sshd, or Orthanc answering 200 anonymously) within the time limit: "
+                               f"{', '.join(h.name for h in waiting[:5])}")
+
+    def up(self) -> None:
+        busy = [p for h in self.hosts for p in (h.ssh_port, h.http_port) if not _port_free(p)]
+        if busy:
+            raise RuntimeError(f"127.0.0.1 port(s) in use: {busy[:5]}; choose another --port-base")
+        self._ensure_network()
+        started = time.monotonic()
+        with ThreadPoolExecutor(ENGINE_WORKERS) as pool:
+            list(pool.map(self._create, self.hosts))
+        self._wait_ready()
+        self.say(f"bench: {len(self.hosts)} host(s) up and vulnerable in {time.monotonic() - started:.0f}s")
+
+    def _remove_containers(self) -> int:
+        found = self.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={self.run_id}"})
+
+        def remove(container) -> None:
+            try:
+                container.remove(force=True, v=True)
+            except NotFound:
+                pass
+
+        with ThreadPoolExecutor(ENGINE_WORKERS) as pool:
+            list(pool.map(remove, found))
+        return len(found)
+
+    def reset(self) -> None:
+        """Back to the planted vulnerable state: the same hosts (names, ports, keys) from a fresh container."""
+        self._remove_containers()
+        self.up()
+
+    def down(self) -> None:
+        removed = self._remove_containers()
+        for net in self.client.networks.list(filters={"label": f"{RUN_LABEL}={self.run_id}"}):
+            try:
+                net.remove()
+            except (NotFound, APIError):
+                pass
+        self.say(f"bench: removed {removed} host(s) and network {self.network}")
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """{host: {"sessions", "logins", "orthanc_starts"}} read from each host's journal."""
+        def one(host: Host) -> tuple[str, dict[str, int]]:
+            code, output = self.client.containers.get(host.container).exec_run(["sh", "-c", _COUNT])
+            values = output.decode().split()
+            if code != 0 or len(values) != 3:
+                raise RuntimeError(f"{host.name}: reading the journal failed: {output.decode()[-200:]}")
+            return host.name, dict(zip(("sessions", "logins", "orthanc_starts"), map(int, values), strict=True))
+
+        with ThreadPoolExecutor(ENGINE_WORKERS) as pool:
+            return dict(pool.map(one, self.hosts))
+
+
+def remove_all_bench(client: docker.DockerClient) -> int:
+    """Leftovers of interrupted bench runs (kill -9): everything carrying the bench label, nothing else."""
+    count = 0
+    for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
+        container.remove(force=True, v=True)
+        count += 1
+    for net in client.networks.list(filters={"label": f"{LABEL}=1"}):
+        net.remove()
+        count += 1
+    return count
