@@ -148,6 +148,7 @@ def _row(host, failed: bool, pyinfra_lines: _PyinfraLines, dry: bool, plan: list
 def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int = 20, dry: bool = False,
               on_op: Callable[[str], None] | None = None) -> dict:
     """Run ``orthanc_harden.deploys.harden`` on every host (plan only when ``dry``) and return the report."""
+    from gevent.pool import Pool
     from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.operations import run_ops
     from pyinfra.api.state import StateStage
@@ -185,7 +186,9 @@ def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int
             except PyinfraError as err:  # "No hosts remaining!": every host failed; rows say why
                 pyinfra_lines.lines.append(str(err))
         failed.update(state.failed_hosts)
-        rows = [_row(h, h in failed, pyinfra_lines, dry, plans.get(h, [])) for h in hosts]
+        # Each row audits its host again (SSH and HTTP round trips): hosts at once, as the audit command does.
+        rows = list(Pool(max(1, parallel)).imap(
+            lambda h: _row(h, h in failed, pyinfra_lines, dry, plans.get(h, [])), hosts))
     finally:
         state.set_stage(StateStage.Disconnect)
         for host in hosts:
