@@ -7,9 +7,7 @@ carries this run's label.
 
 from __future__ import annotations
 
-import io
 import socket
-import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ import requests
 from docker.errors import APIError, NotFound
 
 from orthanc_harden.lab import keys
+from orthanc_harden.lab.fleet import port_free, tar_files
 
 from . import LABEL, RUN_LABEL
 
@@ -46,26 +45,6 @@ class Host:
     http_port: int
     key_private: bytes
     key_public: str
-
-
-def _tar(files: dict[str, tuple[bytes, int]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, (data, mode) in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def _ssh_banner(port: int) -> bool:
@@ -132,7 +111,7 @@ class Fleet:
             ports={"22/tcp": ("127.0.0.1", host.ssh_port), "8042/tcp": ("127.0.0.1", host.http_port)},
             labels=self._labels(host),
         )
-        container.put_archive("/", _tar({
+        container.put_archive("/", tar_files({
             "etc/ssh/ssh_host_ed25519_key": (host.key_private, 0o600),
             "etc/ssh/ssh_host_ed25519_key.pub": ((host.key_public + "\n").encode(), 0o644),
             "root/.ssh/authorized_keys": ((self.client_pub + " orthanc-harden-bench\n").encode(), 0o600),
@@ -152,7 +131,7 @@ class Fleet:
                                f"{', '.join(h.name for h in waiting[:5])}")
 
     def up(self) -> None:
-        busy = [p for h in self.hosts for p in (h.ssh_port, h.http_port) if not _port_free(p)]
+        busy = [p for h in self.hosts for p in (h.ssh_port, h.http_port) if not port_free(p)]
         if busy:
             raise RuntimeError(f"127.0.0.1 port(s) in use: {busy[:5]}; choose another --port-base")
         self._ensure_network()

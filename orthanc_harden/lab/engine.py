@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -107,6 +108,26 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return name in ("dockerd", "containerd")
+
+
+def terminate(pid: int, alive: Callable[[], bool], child: subprocess.Popen | None, timeout: float) -> bool:
+    """TERM, then KILL, each wait bounded by `timeout`; `child` (our own Popen of it) is reaped so its /proc entry
+    goes away. True when the process is gone."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and alive():
+            if child is not None:
+                child.poll()
+            time.sleep(0.2)
+        if not alive():
+            break
+    if child is not None:
+        child.poll()
+    return not alive()
 
 
 def log_tail(path: Path, lines: int = 3) -> str:

@@ -92,7 +92,7 @@ def _labels(spec: LabSpec, member: Member | None = None) -> dict[str, str]:
     return labels
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         # As a server binds: lingering TIME_WAIT connections do not make a port taken, a listener does.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -103,7 +103,8 @@ def _port_free(port: int) -> bool:
             return False
 
 
-def _tar(files: dict[str, tuple[bytes, int]]) -> bytes:
+def tar_files(files: dict[str, tuple[bytes, int]]) -> bytes:
+    """A tar archive for put_archive: {path: (contents, mode)}."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, (data, mode) in files.items():
@@ -147,7 +148,7 @@ def _create_package_host(client, spec: LabSpec, member: Member, img: str, networ
                "4242/tcp": ("127.0.0.1", ports["dicom"])},
         labels={**_labels(spec, member), "orthanc-harden.lab-host-key": host_public},
     )
-    container.put_archive("/", _tar({
+    container.put_archive("/", tar_files({
         "etc/ssh/ssh_host_ed25519_key": (host_private, 0o600),
         "etc/ssh/ssh_host_ed25519_key.pub": ((host_public + "\n").encode(), 0o644),
         "root/.ssh/authorized_keys": ((client_pub + " orthanc-harden-lab\n").encode(), 0o600),
@@ -240,7 +241,7 @@ def up(spec: LabSpec, say: Callable[[str], None]) -> dict:
             for member in wanted:
                 if found[member.name] is None:
                     for purpose, port in member.ports.items():
-                        if not _port_free(port):
+                        if not port_free(port):
                             raise LabError(f"port 127.0.0.1:{port} is already in use (needed for {member.name} "
                                            f"{purpose}); free it or choose another --port-base")
             fresh = []

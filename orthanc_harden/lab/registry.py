@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -121,25 +120,7 @@ def stop(directory: Path) -> None:
     """Stop the registry `directory`'s pid file names (TERM, then KILL, each wait bounded); keep its data."""
     pid_file = directory / "registry.pid"
     pid = _running(pid_file)
-    if pid:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + STOP_TIMEOUT
-            while time.monotonic() < deadline:
-                child = _CHILDREN.get(pid)
-                if child is not None:
-                    child.poll()  # reaps it, so its /proc entry goes away
-                if not _running(pid_file):
-                    break
-                time.sleep(0.2)
-            if not _running(pid_file):
-                break
-        if _running(pid_file):
-            raise LabError(f"the local registry (pid {pid}) did not stop")
-    child = _CHILDREN.pop(pid, None) if pid else None
-    if child is not None:
-        child.poll()
+    if pid and not engine.terminate(pid, lambda: _running(pid_file) is not None, _CHILDREN.get(pid), STOP_TIMEOUT):
+        raise LabError(f"the local registry (pid {pid}) did not stop")
+    _CHILDREN.pop(pid, None)
     pid_file.unlink(missing_ok=True)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -137,18 +135,7 @@ def stop(directory: Path, bridge: str) -> None:
     except (OSError, ValueError):
         pid = None
     if pid and b"dockerd" in _cmdline(pid):
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + STOP_TIMEOUT
-            while time.monotonic() < deadline and b"dockerd" in _cmdline(pid):
-                if pid in _CHILDREN:
-                    _CHILDREN[pid].poll()  # reaps it
-                time.sleep(0.3)
-            if b"dockerd" not in _cmdline(pid):
-                break
+        engine.terminate(pid, lambda: b"dockerd" in _cmdline(pid), _CHILDREN.get(pid), STOP_TIMEOUT)
     _CHILDREN.pop(pid, None)
     subprocess.run(["ip", "link", "delete", bridge], capture_output=True)
     _unmount_under(directory / "data")

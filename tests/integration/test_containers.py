@@ -17,8 +17,9 @@ import requests
 
 from orthanc_harden import container_spec
 from orthanc_harden.lab import app_images, engine, registry
+from orthanc_harden.lab import fleet as fleet_lab
 from tests.conftest import run_cli, unavailable
-from tests.integration.dockerlab import ENGINES_INVENTORY, config_dir, wait_http
+from tests.integration.dockerlab import ENGINES_INVENTORY, clean, config_dir, rows as host_rows, run_engines, wait_http
 
 pytestmark = pytest.mark.lab
 
@@ -34,13 +35,7 @@ CANARY = "Canary-docker-7c1e-\"x'"
 
 
 def _clean(client) -> None:
-    selector = {"label": f"{LABEL}={KIND}"}
-    for item in client.containers.list(all=True, filters=selector):
-        item.remove(force=True, v=True)
-    for item in client.volumes.list(filters=selector):
-        item.remove(force=True)
-    for item in client.networks.list(filters=selector):
-        item.remove()
+    clean(client, LABEL, KIND)
 
 
 def _labels(role: str, **extra) -> dict:
@@ -97,19 +92,7 @@ def _engine_data(fleet, role: str, images: dict, url: str = "unix:///var/run/doc
 
 
 def _remediate(fleet, engines: dict, *args: str) -> tuple[int, str, dict]:
-    report = fleet["work"] / "report.json"
-    report.unlink(missing_ok=True)
-    proc = run_cli("remediate", str(fleet["inventory"]), "--json", str(report), *args,
-                   env={"OH_TEST_ENGINES": json.dumps(engines)})
-    output = proc.stdout + proc.stderr
-    assert CANARY not in output, "the canary password reached the run's output"
-    text = report.read_text()
-    assert CANARY not in text, "the canary password reached the JSON report"
-    return proc.returncode, output, json.loads(text)
-
-
-def _rows(report: dict) -> dict:
-    return {row["host"]: row for row in report["hosts"]}
+    return run_engines("remediate", fleet["inventory"], fleet["work"] / "report.json", engines, CANARY, *args)
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +157,7 @@ def test_recreate_keeps_data_and_settings_enables_auth_and_is_idempotent(fleet, 
     engines = {"lab-engine": _engine_data(fleet, "main", {"jodogne": refs["jodogne-fixed"],
                                                           "orthancteam": refs["team-fixed"]})}
     code, output, report = _remediate(fleet, engines)
-    row = _rows(report)["@dockerengine/lab-engine"]
+    row = host_rows(report)["@dockerengine/lab-engine"]
     assert code == 1 and row["status"] == "not-compliant", output[-3000:]
     # The writable-layer and compose containers are reported, with the advice, not recreated.
     assert "t-layer: not upgraded: its DICOM store /srv/orthanc-db is in the container's writable layer" \
@@ -216,7 +199,7 @@ def test_recreate_keeps_data_and_settings_enables_auth_and_is_idempotent(fleet, 
     assert wait_http(PORTS["t-compose"]) == 200, "the compose container is left as it was"
 
     code, output, report = _remediate(fleet, engines)
-    row = _rows(report)["@dockerengine/lab-engine"]
+    row = host_rows(report)["@dockerengine/lab-engine"]
     assert row["changes"] == [], output[-2000:]
     again = {name: client.api.inspect_container(name) for name in before}
     for name in before:
@@ -241,7 +224,7 @@ def test_published_ports_move_to_the_publish_address_only(fleet, tmp_path):
         "everywhere": {**_engine_data(fleet, "rebind", {}), "orthanc_harden_docker_publish_address": "0.0.0.0"},
     }
     code, output, report = _remediate(fleet, engines)
-    rows = _rows(report)
+    rows = host_rows(report)
     assert rows["@dockerengine/rebind"]["status"] == "changed", output[-3000:]
     assert "published on 127.0.0.1 only: 4242/tcp from 172.31.251.1:31552, 8042/tcp from 172.31.251.1:31551" \
         in rows["@dockerengine/rebind"]["changes"][0]
@@ -259,7 +242,7 @@ def test_published_ports_move_to_the_publish_address_only(fleet, tmp_path):
     assert wait_http(31551, auth=("radiology", CANARY.encode()), want=200) == 200
 
     code, output, report = _remediate(fleet, {"rebind": engines["rebind"]})
-    assert code == 0 and _rows(report)["@dockerengine/rebind"]["changes"] == [], output[-2000:]
+    assert code == 0 and host_rows(report)["@dockerengine/rebind"]["changes"] == [], output[-2000:]
     assert client.api.inspect_container("t-rebind")["Id"] == after["Id"]
 
 
@@ -271,7 +254,7 @@ def test_broken_image_rolls_back_to_the_old_container_with_its_data(fleet):
     instance = _upload(PORTS["t-rollback"], "ROLLBACK")
     engines = {"lab-engine": _engine_data(fleet, "rollback", {"orthancteam": refs["team-broken"]})}
     code, output, report = _remediate(fleet, engines)
-    row = _rows(report)["@dockerengine/lab-engine"]
+    row = host_rows(report)["@dockerengine/lab-engine"]
     assert code == 2 and row["status"] == "failed", output[-2000:]
     assert "container t-rollback: health gate failed" in row["reason"]
     assert "old container t-rollback restored and started with its data" in row["reason"]
@@ -307,7 +290,7 @@ def test_bad_images_and_engines_fail_alone_and_change_nothing(fleet, tmp_path):
         "down": _engine_data(fleet, "none", {}, url="unix:///run/orthanc-harden-test/no-docker.sock"),
     }
     code, output, report = _remediate(fleet, engines)
-    rows = _rows(report)
+    rows = host_rows(report)
     assert code == 2, output[-2000:]
     assert rows["@dockerengine/unknown"]["status"] == "failed", rows["@dockerengine/unknown"]["reason"]
     assert "cannot pull 127.0.0.1:31530/jodogne/orthanc:no-such" in rows["@dockerengine/unknown"]["reason"]
@@ -328,16 +311,6 @@ def test_bad_images_and_engines_fail_alone_and_change_nothing(fleet, tmp_path):
 
 
 SSH_PORT = 31549
-
-
-def _tar_files(files: dict[str, tuple[bytes, int]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, (data, mode) in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), mode
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def _ssh_answers(port: int, timeout: float = 60) -> bool:
@@ -373,7 +346,7 @@ def test_ssh_engine_uses_the_inventory_ssh_settings(fleet, tmp_path):
                  "/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"}})
     with open("/usr/bin/docker", "rb") as cli:
         docker_cli = cli.read()
-    sshd.put_archive("/", _tar_files({
+    sshd.put_archive("/", fleet_lab.tar_files({
         "etc/ssh/ssh_host_ed25519_key": (host_private, 0o600),
         "etc/ssh/ssh_host_ed25519_key.pub": ((host_public + "\n").encode(), 0o644),
         "root/.ssh/authorized_keys": ((client_public + "\n").encode(), 0o600),

@@ -13,8 +13,8 @@ import pytest
 
 from orthanc_harden.engines import connect
 from orthanc_harden.lab import app_images, engine, tls_engine
-from tests.conftest import run_cli, unavailable
-from tests.integration.dockerlab import ENGINES_INVENTORY, config_dir, wait_http
+from tests.conftest import unavailable
+from tests.integration.dockerlab import ENGINES_INVENTORY, clean, config_dir, rows as host_rows, run_engines, wait_http
 
 pytestmark = pytest.mark.lab
 
@@ -29,11 +29,7 @@ TRACE_SECONDS = 2  # how long each traced `Orthanc --version` holds its caller
 
 
 def _clean(client) -> None:
-    selector = {"label": f"{LABEL}={KIND}"}
-    for item in client.containers.list(all=True, filters=selector):
-        item.remove(force=True, v=True)
-    for item in client.volumes.list(filters=selector):
-        item.remove(force=True)
+    clean(client, LABEL, KIND)
 
 
 def _orthanc(client, name: str, image: str, tmp, **extra):
@@ -46,19 +42,7 @@ def _orthanc(client, name: str, image: str, tmp, **extra):
 
 
 def _run(work, command: str, engines: dict, *args: str) -> tuple[int, str, dict]:
-    report = work / f"{command}.json"
-    report.unlink(missing_ok=True)
-    proc = run_cli(command, str(work / "engines.py"), "--json", str(report), *args,
-                   env={"OH_TEST_ENGINES": json.dumps(engines)})
-    output = proc.stdout + proc.stderr
-    assert CANARY not in output, "the canary password reached the run's output"
-    text = report.read_text()
-    assert CANARY not in text, "the canary password reached the JSON report"
-    return proc.returncode, output, json.loads(text)
-
-
-def _rows(report: dict) -> dict:
-    return {row["host"]: row for row in report["hosts"]}
+    return run_engines(command, work / "engines.py", work / f"{command}.json", engines, CANARY, *args)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +95,7 @@ def test_tls_engine_with_client_certificates_is_remediated_and_strangers_are_ref
             "plain": _host(lab, "t-tls", url),
         }
         code, output, report = _run(lab["work"], "remediate", engines)
-        rows = _rows(report)
+        rows = host_rows(report)
         assert rows["@dockerengine/tls"]["status"] == "changed", output[-3000:]
         assert code == 2, output[-3000:]
         for name in ("badclient", "badserver", "plain"):
@@ -127,7 +111,7 @@ def test_tls_engine_with_client_certificates_is_remediated_and_strangers_are_ref
         started = container.attrs["State"]["StartedAt"]
 
         code, output, report = _run(lab["work"], "remediate", {"tls": engines["tls"]})
-        assert code == 0 and _rows(report)["@dockerengine/tls"]["changes"] == [], output[-2000:]
+        assert code == 0 and host_rows(report)["@dockerengine/tls"]["changes"] == [], output[-2000:]
         container.reload()
         assert container.attrs["State"]["StartedAt"] == started, "not restarted the second time"
     finally:
