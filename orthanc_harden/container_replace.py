@@ -12,6 +12,7 @@ import io
 import posixpath
 import tarfile
 import time
+import urllib.parse
 
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -86,8 +87,22 @@ def _stop_timeout(attrs: dict) -> int:
     return int(attrs["Config"].get("StopTimeout") or 10)
 
 
+def published_url(attrs: dict, engine_url: str) -> str | None:
+    """Orthanc's HTTP port as the container publishes it now, reached at the engine's address when it is
+    published on every address."""
+    bindings = (attrs["NetworkSettings"].get("Ports") or {}).get("8042/tcp") or []
+    if not bindings:
+        return None
+    address = bindings[0]["HostIp"]
+    if address in ("", "0.0.0.0", "::"):
+        address = "127.0.0.1" if engine_url.startswith("unix://") else urllib.parse.urlparse(engine_url).hostname
+    return f"http://{f'[{address}]' if ':' in address else address}:{bindings[0]['HostPort']}"
+
+
 def _gate(client, name: str, probe_url: str | None, gate: dict, floor: str) -> tuple[bool, str]:
     container = client.containers.get(name)
+    # Read after the change: a recreate may have moved the port (orthanc_harden_docker_publish_address).
+    probe_url = probe_url or published_url(container.attrs, gate.get("engine_url") or "")
     if not probe_url:
         ok, detail = False, "no URL to check Orthanc's HTTP port (set orthanc_harden_probe_urls)"
     elif gate["user"] is None:

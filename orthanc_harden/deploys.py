@@ -11,7 +11,6 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api.deploy import deploy
 
-import urllib.parse
 
 from docker.errors import DockerException
 
@@ -159,20 +158,11 @@ def firewall_rules(state: dict | None = None):
     )
 
 
-def _container_probe_url(data, attrs: dict, url: str) -> str | None:
-    """Where the control node checks a container: host data first, else its published HTTP port."""
-    name = attrs["Name"].lstrip("/")
-    configured = settings.get(data, "orthanc_harden_probe_urls").get(name)
-    if configured:
-        return configured.rstrip("/")
-    bindings = (attrs["NetworkSettings"].get("Ports") or {}).get("8042/tcp") or []
-    if not bindings:
-        return None
-    # After a rebind the container answers on the publish address only.
-    address = settings.get(data, "orthanc_harden_docker_publish_address") or bindings[0]["HostIp"]
-    if address in ("", "0.0.0.0", "::"):
-        address = "127.0.0.1" if url.startswith("unix://") else urllib.parse.urlparse(url).hostname
-    return f"http://{address}:{bindings[0]['HostPort']}"
+def _container_probe_url(data, attrs: dict) -> str | None:
+    """Where host data says the control node checks a container; None: the port it is published on after the
+    change (the operation reads it from the running container)."""
+    configured = settings.get(data, "orthanc_harden_probe_urls").get(attrs["Name"].lstrip("/"))
+    return configured.rstrip("/") if configured else None
 
 
 @deploy("Orthanc containers")
@@ -191,7 +181,6 @@ def containers_fixed():
         users = _store_users()
         if users is None:
             return
-    url = settings.get(data, "orthanc_harden_docker_url")
     try:
         client = engines.of_host(host)
         found = client.containers.list(all=True, filters=settings.get(data, "orthanc_harden_docker_filters") or {})
@@ -213,7 +202,7 @@ def containers_fixed():
             compose=settings.get(data, "orthanc_harden_docker_compose"),
             publish_address=settings.get(data, "orthanc_harden_docker_publish_address"),
             upgrade=upgrade_on,
-            probe_url=_container_probe_url(data, item.attrs, url),
+            probe_url=_container_probe_url(data, item.attrs),
             # One container's failure must not stop the others; `compliant` fails the host at the end.
             _continue_on_error=True,
         )

@@ -8,7 +8,7 @@ from docker.errors import DockerException
 from pyinfra import host
 from pyinfra.api import FunctionCommand, OperationValueError, operation
 
-from .. import container_replace, engines, outcomes
+from .. import container_replace, engines, outcomes, settings
 from ..container_assess import assess
 from .auth import check_users
 from .health import GATE_TIMEOUT
@@ -37,7 +37,8 @@ def _apply(state, host, container: str, users, users_mode, floor, image, compose
             outcomes.record(host.name, control, "ok", f"container {container}: nothing to change")
             return True
         first = sorted(users)[0] if users else None
-        gate = {"user": first, "password": users[first] if users else None, "timeout": gate_timeout}
+        gate = {"user": first, "password": users[first] if users else None, "timeout": gate_timeout,
+                "engine_url": settings.get(host.data, "orthanc_harden_docker_url")}
         if plan.recreate:
             detail = container_replace.recreate(client, plan, probe_url, gate, floor)
         else:
@@ -82,7 +83,7 @@ def orthanc(
     + publish_address: publish Orthanc's HTTP and DICOM ports on this address only (``127.0.0.1``, a LAN
       address), through a recreate: Docker's published ports bypass the host firewall's INPUT rules, so a
       ufw or firewalld rule alone does not restrict them
-    + probe_url: where the control node checks health; without it the published HTTP port is used
+    + probe_url: where the control node checks health; without it the HTTP port as published after the change
 
     The real version comes from ``Orthanc --version`` inside the container, never from the tag. Files-configured
     images (jodogne style) get ``AuthenticationEnabled: true`` and ``RegisteredUsers`` in their JSON files with the
