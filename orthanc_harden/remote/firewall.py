@@ -448,7 +448,8 @@ def plan(request):
         result["enable"] = True
     if shutil.which("iptables-save") and ":DOCKER-USER" in run(["iptables-save", "-t", "filter"])[1]:
         result["notes"].append("Docker runs here: ports it publishes bypass the INPUT chain, so these %s rules do "
-                               "not filter them; container ports are handled by the container remediation" % backend)
+                               "not filter them; publish Orthanc containers on one address "
+                               "(orthanc_harden_docker_publish_address)" % backend)
     step = {"ufw": ufw_plan, "nftables": nft_plan, "iptables": ipt_plan, "firewalld": fw_plan}[backend](
         ports, v4, v6)
     result.update(changed=step["changed"] or result["enable"], problems=step["problems"], rules=step["rules"])
