@@ -17,11 +17,11 @@ def groups(lab: str = state.DEFAULT_LAB) -> dict[str, list]:
                        "run `orthanc-harden lab up` first")
     # Lab-wide hardening data: the lab's own network may reach Orthanc (the control node comes in through its
     # gateway), ufw may be enabled (SSH is allowed first), users come from the reference the operator exports.
-    hardening = {"orthanc_harden_firewall_enable": True}
+    users = ({"orthanc_harden_users_ref": os.environ["ORTHANC_HARDEN_LAB_USERS_REF"]}
+             if os.environ.get("ORTHANC_HARDEN_LAB_USERS_REF") else {})
+    hardening = {"orthanc_harden_firewall_enable": True, **users}
     if data.get("subnet"):
         hardening["orthanc_harden_allowed_cidrs"] = [data["subnet"]]
-    if os.environ.get("ORTHANC_HARDEN_LAB_USERS_REF"):
-        hardening["orthanc_harden_users_ref"] = os.environ["ORTHANC_HARDEN_LAB_USERS_REF"]
     package_hosts = [
         (entry["name"], {
             **hardening,
@@ -42,9 +42,8 @@ def groups(lab: str = state.DEFAULT_LAB) -> dict[str, list]:
     # as an engine-only host (no shell; see orthanc_harden.connector).
     container_engines = []
     if data["containers"]:
-        users_ref = {k: v for k, v in hardening.items() if k == "orthanc_harden_users_ref"}
         container_engines.append((f"@dockerengine/{lab}-engine", {
-            **users_ref,  # the firewall is the host's: an engine-only host has none to set
+            **users,  # the firewall is the host's: an engine-only host has none to set
             "orthanc_harden_docker_url": data["docker_host"],
             "orthanc_harden_docker_filters": {"label": f"{state.LABEL}={lab}"},
             "orthanc_harden_probe_urls": {c["container"]: f"http://127.0.0.1:{c['http_port']}"
