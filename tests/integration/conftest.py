@@ -20,6 +20,17 @@ def lab() -> dict:
     return data
 
 
+def fresh_lab(name: str, hosts: int, containers: int, port_base: int) -> dict:
+    """A module's own lab, brought up from scratch: tests change its hosts, and a run that was interrupted would
+    otherwise hand the next one hardened hosts (or a broken file) instead of the vulnerable start it asserts."""
+    run_cli("lab", "down", "--lab", name)  # fails harmlessly when there is none
+    proc = run_cli("lab", "up", "--lab", name, "--hosts", str(hosts), "--containers", str(containers),
+                   "--port-base", str(port_base))
+    if proc.returncode != 0:
+        unavailable(f"lab {name} did not start: {proc.stderr[-300:]}")
+    return state.load(state.lab_dir(name))
+
+
 def ssh_to(data: dict, entry: dict):
     """A paramiko client to a lab host, trusting only the lab's known_hosts file."""
     import paramiko

@@ -12,9 +12,8 @@ import time
 import pytest
 import requests
 
-from orthanc_harden.lab import state
-from tests.integration.conftest import ssh_to
-from tests.conftest import ROOT, run_cli, unavailable
+from tests.conftest import ROOT, run_cli
+from tests.integration.conftest import fresh_lab, ssh_to
 
 pytestmark = pytest.mark.lab
 
@@ -35,10 +34,7 @@ auth.authentication(name="Orthanc: authentication on", users=_users,
 
 @pytest.fixture(scope="module")
 def auth_lab(lab):  # `lab` first: the engine and images exist
-    proc = run_cli("lab", "up", "--lab", LAB, "--hosts", "1", "--containers", "0", "--port-base", "27200")
-    if proc.returncode != 0:
-        unavailable(f"lab {LAB} did not start: {proc.stderr[-300:]}")
-    yield state.load(state.lab_dir(LAB))
+    yield fresh_lab(LAB, 1, 0, 27200)
     run_cli("lab", "down", "--lab", LAB)
 
 

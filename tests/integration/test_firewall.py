@@ -14,9 +14,8 @@ import sys
 import pytest
 import requests
 
-from orthanc_harden.lab import state
 from tests.conftest import ROOT, run_cli, unavailable
-from tests.integration.conftest import SUBSET_INVENTORY, ssh_to
+from tests.integration.conftest import SUBSET_INVENTORY, fresh_lab, ssh_to
 from tests.integration.conftest import run_on as _sh
 
 pytestmark = pytest.mark.lab
@@ -27,10 +26,7 @@ V6_NET = "fd00:4242::/64"  # exercises the IPv6 rules; no IPv6 traffic runs in t
 
 @pytest.fixture(scope="module")
 def fw_lab(lab, tmp_path_factory):
-    proc = run_cli("lab", "up", "--lab", LAB, "--hosts", "5", "--containers", "0", "--port-base", "29600")
-    if proc.returncode != 0:
-        unavailable(f"lab {LAB} did not start: {proc.stderr[-300:]}")
-    data = state.load(state.lab_dir(LAB))
+    data = fresh_lab(LAB, 5, 0, 29600)
     inventory = tmp_path_factory.mktemp("fw") / "inventory.py"
     inventory.write_text(SUBSET_INVENTORY)
     data["inventory"] = str(inventory)

@@ -17,9 +17,8 @@ import docker
 import pytest
 import requests
 
-from orthanc_harden.lab import state
-from tests.conftest import ROOT, run_cli, unavailable
-from tests.integration.conftest import SUBSET_INVENTORY, ssh_to
+from tests.conftest import ROOT, run_cli
+from tests.integration.conftest import SUBSET_INVENTORY, fresh_lab, ssh_to
 from tests.integration.conftest import run_on as _sh
 
 pytestmark = pytest.mark.lab
@@ -33,10 +32,7 @@ FLIP = ('sed -i \'s/"AuthenticationEnabled" *: *true/"AuthenticationEnabled" : f
 
 @pytest.fixture(scope="module")
 def fleet(lab, tmp_path_factory):
-    proc = run_cli("lab", "up", "--lab", LAB, "--hosts", "3", "--containers", "1", "--port-base", "30600")
-    if proc.returncode != 0:
-        unavailable(f"lab {LAB} did not start: {proc.stderr[-300:]}")
-    data = state.load(state.lab_dir(LAB))
+    data = fresh_lab(LAB, 3, 1, 30600)
     work = tmp_path_factory.mktemp("remediate")
     users = work / "users.json"
     users.write_text(json.dumps({"radiology": CANARY}))

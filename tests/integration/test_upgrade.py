@@ -13,9 +13,9 @@ import docker
 import pytest
 import requests
 
-from orthanc_harden.lab import oldpackage, state
+from orthanc_harden.lab import oldpackage
 from tests.conftest import ROOT, run_cli, unavailable
-from tests.integration.conftest import SUBSET_INVENTORY, ssh_to
+from tests.integration.conftest import SUBSET_INVENTORY, fresh_lab, ssh_to
 
 pytestmark = pytest.mark.lab
 
@@ -34,10 +34,7 @@ def upgrade_lab(lab, tmp_path_factory):  # `lab` first: the engine and images ex
         repo = oldpackage.build_repository([real], work / "repo")
     except Exception as err:  # noqa: BLE001 - any failure here means the lab cannot be built
         unavailable(f"cannot build the lab packages: {err}")
-    proc = run_cli("lab", "up", "--lab", LAB, "--hosts", "3", "--containers", "0", "--port-base", "28200")
-    if proc.returncode != 0:
-        unavailable(f"lab {LAB} did not start: {proc.stderr[-300:]}")
-    data = state.load(state.lab_dir(LAB))
+    data = fresh_lab(LAB, 3, 0, 28200)
     client = docker.from_env()
     for entry in data["hosts"]:
         oldpackage.plant(client.containers.get(entry["container"]), standin, repo)
