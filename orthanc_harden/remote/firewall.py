@@ -52,15 +52,22 @@ def detect():
     if shutil.which("nft") and os.path.exists(NFT_CONF) and \
             run(["systemctl", "is-enabled", "nftables"])[1].strip() == "enabled":
         return "nftables", True
-    if shutil.which("iptables-save"):
-        out = run(["iptables-save", "-t", "filter"])[1]
-        if any(line.startswith("-A INPUT") for line in out.splitlines()) or ":INPUT DROP" in out:
-            return "iptables", True
+    if shutil.which("iptables-save") and iptables_in_use(run(["iptables-save", "-t", "filter"])[1]):
+        return "iptables", True
     if shutil.which("ufw"):
         return "ufw", False
     if shutil.which("firewall-cmd"):
         return "firewalld", False
     return "none", False
+
+
+def iptables_in_use(save_output):
+    """Rules of someone's own in INPUT, or a DROP policy. `ufw disable` leaves INPUT jumping to its now-empty ufw-*
+    chains: that is an inactive ufw, not an iptables firewall."""
+    for line in save_output.splitlines():
+        if line.startswith("-A INPUT") and not line.split(" -j ")[-1].startswith("ufw"):
+            return True
+    return ":INPUT DROP" in save_output
 
 
 # --- ufw ---------------------------------------------------------------------------------------------------------

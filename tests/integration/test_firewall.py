@@ -78,7 +78,8 @@ BACKENDS = {
     # name: (host index, planting, reload, foreign rule check, extra data)
     "firewalld": (FIREWALLD, FIREWALLD_PLANT, "firewall-cmd --reload", "firewall-cmd --list-ports | grep -q 9999/tcp",
                   {}),
-    "ufw": (0, "ufw allow 9999/tcp comment foreign", "ufw reload",
+    # Enabled once and disabled: INPUT keeps jumps to empty ufw-* chains, which must not read as iptables in use.
+    "ufw": (0, "ufw --force enable && ufw disable && ufw allow 9999/tcp comment foreign", "ufw reload",
             "ufw status | grep -q '9999/tcp.*# foreign'", {"orthanc_harden_firewall_enable": True}),
     "nftables": (1, "systemctl enable --now nftables && nft add table inet foreign && "
                     "nft add chain inet foreign input '{ type filter hook input priority 0; }' && "

@@ -112,3 +112,12 @@ def test_bad_input_is_refused_before_asking_the_host(kwargs):
     with ctx_host.use(fake), pytest.raises(OperationValueError):
         list(firewall.restrict._inner(**{"ports": [8042], "cidrs": ["10.0.0.0/8"], **kwargs}))
     assert fake.requests == []
+
+
+def test_iptables_in_use_ignores_the_jumps_a_disabled_ufw_leaves(remote):
+    disabled_ufw = ":INPUT ACCEPT [0:0]\n-A INPUT -j ufw-before-logging-input\n-A INPUT -j ufw-before-input\n" \
+                   "-A INPUT -j ufw-after-input\n-A INPUT -j ufw-reject-input\n"
+    assert remote["iptables_in_use"](disabled_ufw) is False
+    assert remote["iptables_in_use"](disabled_ufw + "-A INPUT -p tcp --dport 22 -j ACCEPT\n") is True
+    assert remote["iptables_in_use"](":INPUT DROP [0:0]\n") is True
+    assert remote["iptables_in_use"](":INPUT ACCEPT [0:0]\n") is False
