@@ -83,6 +83,7 @@ def upgrade_packages(state: dict | None = None):
         services=units,
         probe_url=settings.get(host.data, "orthanc_harden_probe_url"),
         http_port=http_port,
+        installed=(state.get("package") or {}).get("version") or "",
     )
 
 
@@ -209,12 +210,15 @@ def containers_fixed():
 
 
 @deploy("Orthanc hardening")
-def harden():
+def harden(host_state: dict | None = None):
     """
     Every control the host data switches on, in order: upgrade, authentication, firewall; then fail the host
     when a control found something it cannot fix (no package reaches the floor, no firewall to use), so the exit
     status says it is not compliant.
     One round trip reads the host's Orthanc state for all of them.
+
+    + host_state: the host's ``OrthancHostState`` fact when the caller has read it already (``remediate`` reads
+      every host's at once); otherwise it is read here
 
     **Example:**
 
@@ -231,7 +235,7 @@ def harden():
         containers_fixed()
         report.compliant(name="Orthanc compliant")
         return
-    state = host.get_fact(OrthancHostState)
+    state = host_state if host_state is not None else host.get_fact(OrthancHostState)
     if settings.get(host.data, "orthanc_harden_upgrade_enabled"):
         upgrade_packages(state=state)
     if settings.get(host.data, "orthanc_harden_auth_enabled"):

@@ -79,6 +79,32 @@ def _connect(state, hosts, parallel: int) -> list:
     return connected
 
 
+def _host_states(hosts, parallel: int) -> dict:
+    """Every package host's Orthanc state, read at once before the plan. pyinfra prepares hosts one after the
+    other, so reading it there puts one round trip per host end to end. A host whose read fails is left out and
+    read again by the deploy, which reports the error with the host's name."""
+    from gevent.pool import Pool
+    from pyinfra.api.exceptions import PyinfraError
+
+    from .facts.orthanc import OrthancHostState
+
+    def one(host):
+        if settings.validate(host.data) or settings.get(host.data, "orthanc_harden_docker_url"):
+            return host, None
+        try:
+            return host, host.get_fact(OrthancHostState)
+        except (PyinfraError, OSError, ValueError):
+            return host, None
+
+    return {h: found for h, found in Pool(max(1, parallel)).imap(one, hosts) if found is not None}
+
+
+def _unchanged(state, host) -> bool:
+    """True when every operation ran on this host without a command: what was read before the run still holds."""
+    metas = [data.operation_meta for data in state.ops.get(host, {}).values()]
+    return all(meta.is_complete() and not meta.did_change() for meta in metas)
+
+
 @contextmanager
 def _ops_keyed_by_call_site():
     """Plan with operations identified by their call site, as the pyinfra CLI does.
@@ -112,7 +138,8 @@ def _plan(state, host) -> list[str]:
     return names
 
 
-def _row(host, failed: bool, pyinfra_lines: _PyinfraLines, dry: bool, plan: list[str]) -> dict:
+def _row(host, failed: bool, pyinfra_lines: _PyinfraLines, dry: bool, plan: list[str],
+         host_state: dict | None = None) -> dict:
     found = outcomes.for_host(host.name)
     changes = [f"{control}: {o['message']}" for control, o in found.items() if o["status"] == "changed"]
     row = {"host": host.name, "status": "compliant", "reason": "", "changes": changes,
@@ -131,7 +158,7 @@ def _row(host, failed: bool, pyinfra_lines: _PyinfraLines, dry: bool, plan: list
         elif open_items:
             row.update(status="not-compliant", reason="; ".join(open_items))
         return row
-    audited = audit_run.audit_host(host)
+    audited = audit_run.audit_host(host, host_state=host_state)
     row["audit"] = [{"instance": a["instance"], "status": a["status"],
                      "findings": [f["id"] for f in a["findings"] if f["status"] == "fail"]} for a in audited]
     if any(a["status"] == "failed" for a in audited):
@@ -168,11 +195,12 @@ def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int
         state.set_stage(StateStage.Connect)
         connected = _connect(state, hosts, parallel)
         failed.update(h for h in hosts if h not in connected)
+        host_states = _host_states(connected, parallel)
         state.set_stage(StateStage.Prepare)
         for host in connected:
             try:
                 with _ops_keyed_by_call_site(), ctx_state.use(state), ctx_host.use(host):
-                    harden()
+                    harden(host_state=host_states.get(host))
             except (PyinfraError, OSError, ValueError) as err:
                 outcomes.record(host.name, "prepare", "failed", f"{type(err).__name__}: {err}")
                 failed.add(host)
@@ -186,9 +214,11 @@ def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int
             except PyinfraError as err:  # "No hosts remaining!": every host failed; rows say why
                 pyinfra_lines.lines.append(str(err))
         failed.update(state.failed_hosts)
-        # Each row audits its host again (SSH and HTTP round trips): hosts at once, as the audit command does.
+        # Each row audits its host again, hosts at once as the audit command does; a host the run did not change
+        # is audited on the state read at its start (its HTTP answers are asked again), saving a round trip.
+        reusable = {h: found for h, found in host_states.items() if not dry and _unchanged(state, h)}
         rows = list(Pool(max(1, parallel)).imap(
-            lambda h: _row(h, h in failed, pyinfra_lines, dry, plans.get(h, [])), hosts))
+            lambda h: _row(h, h in failed, pyinfra_lines, dry, plans.get(h, []), reusable.get(h)), hosts))
     finally:
         state.set_stage(StateStage.Disconnect)
         for host in hosts:

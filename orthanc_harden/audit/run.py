@@ -55,8 +55,9 @@ def _evaluate(instance: dict, data) -> dict:
     return instance
 
 
-def audit_host(host) -> list[dict]:
-    """Every Orthanc of one host, evaluated; a single failed row (with the reason) when it cannot be audited."""
+def audit_host(host, host_state: dict | None = None) -> list[dict]:
+    """Every Orthanc of one host, evaluated; a single failed row (with the reason) when it cannot be audited.
+    `host_state`: the host's ``OrthancHostState`` when the caller read it already and nothing changed since."""
     from pyinfra.api.exceptions import ConnectError, PyinfraError
 
     from ..facts.orthanc import OrthancHostState
@@ -75,7 +76,7 @@ def audit_host(host) -> list[dict]:
                 inst["probe_url"] = urls.get(inst["instance"])
         else:
             host.connect(raise_exceptions=True, show_errors=False)
-            state = host.get_fact(OrthancHostState)
+            state = host_state if host_state is not None else host.get_fact(OrthancHostState)
             if state.get("probe") == 0:
                 return [_row_failed(host.name, state["error"])]
             found = instances.from_host_state(host.name, state)

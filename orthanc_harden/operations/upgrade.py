@@ -110,6 +110,21 @@ def targets_for(packages: dict, floor: str, version: str | None) -> tuple[dict[s
     return targets, ""
 
 
+def _nothing_to_do(current: str | None, floor: str, version: str | None) -> bool:
+    """No package, or one already at the floor or pin (never downgrades): noted as this host's outcome."""
+    if not current:
+        message = "no orthanc package installed"
+    elif version and not matches_pin(current, version) and newer(current, version):
+        message = f"orthanc {current} is newer than the pinned {version}: never downgrades"
+    elif matches_pin(current, version) if version else at_least(current, floor):
+        message = f"orthanc {current} is already at {version or 'or above ' + floor}"
+    else:
+        return False
+    outcomes.record(host.name, CONTROL, "ok", f"orthanc {current}" if current else message)
+    host.noop(message)
+    return True
+
+
 @operation()
 def package(
     floor: str = FLOOR,
@@ -122,6 +137,7 @@ def package(
     config_dir: str = "/etc/orthanc",
     probe_url: str | None = None,
     http_port: int = 8042,
+    installed: str | None = None,
 ):
     """
     Upgrade the ``orthanc`` package and its installed ``orthanc-*`` plugins together when Orthanc is below ``floor``.
@@ -134,6 +150,9 @@ def package(
     + services: systemd units running the packaged binary, restarted once unless the package restarted them
     + binary, config_dir: checked after the upgrade (``Orthanc --version``) and searched for new conffiles
     + probe_url: where the control node checks ``/system`` afterwards; without it the check runs on the host
+    + installed: the installed ``orthanc`` package version when the caller has read it already (the
+      ``OrthancHostState`` fact's ``package.version``; ``""``: none): a host with nothing to do then costs no
+      further command
 
     Works with apt (``--force-confold``: edited configuration is kept and a newer packaged file is reported as
     ``*.dpkg-dist``), dnf, yum and zypper (``*.rpmnew`` reported). When no offered version reaches the floor the
@@ -155,20 +174,12 @@ def package(
     if cache_time < 0 or lock_timeout < 0:
         raise OperationValueError("cache_time and lock_timeout must not be negative")
 
+    if installed is not None and _nothing_to_do(installed, floor, version):
+        return
     packages = host.get_fact(OrthancPackages)
-    current = packages["installed"].get("orthanc")
-    if not current:
-        outcomes.record(host.name, CONTROL, "ok", "no orthanc package installed")
-        host.noop("no orthanc package installed")
+    if _nothing_to_do(packages["installed"].get("orthanc"), floor, version):
         return
-    if version and not matches_pin(current, version) and newer(current, version):
-        outcomes.record(host.name, CONTROL, "ok", f"orthanc {current}")
-        host.noop(f"orthanc {current} is newer than the pinned {version}: never downgrades")
-        return
-    if matches_pin(current, version) if version else at_least(current, floor):
-        outcomes.record(host.name, CONTROL, "ok", f"orthanc {current}")
-        host.noop(f"orthanc {current} is already at {version or 'or above ' + floor}")
-        return
+    current = packages["installed"]["orthanc"]
     manager = packages["manager"]
     if manager is None:
         yield failing(CONTROL, f"orthanc {current} is installed but no apt, dnf, yum or zypper was found to upgrade it")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
 import docker
 import pytest
 
+from orthanc_harden.remote import program
 from tests.integration.conftest import ssh_to
 from tests.conftest import ROOT, TEST_LAB, run_cli
 
@@ -148,3 +150,33 @@ def test_planted_password_never_leaves_the_host(lab, tmp_path):
     assert row["config"]["users"] == ["canary"]  # the audit did read the planted file
     for channel in (audit.stdout, audit.stderr, deploy.stdout, deploy.stderr):
         assert "Canary-7d41" not in channel
+
+
+def test_units_are_found_through_drop_ins_once_each(lab):
+    """systemd units are narrowed to those whose files mention Orthanc: an ExecStart set in a drop-in of a site
+    unit still counts, an alias of orthanc.service is not a second Orthanc, a drop-in for every service still
+    finds both."""
+    entry = lab["hosts"][0]
+    ssh = _ssh(lab, entry)
+    plant = (
+        "printf '[Service]\\nExecStart=/bin/true\\n' > /etc/systemd/system/pacs-archive.service && "
+        "mkdir -p /etc/systemd/system/pacs-archive.service.d && "
+        "printf '[Service]\\nExecStart=\\nExecStart=/usr/sbin/Orthanc /etc/orthanc-archive\\n' "
+        "> /etc/systemd/system/pacs-archive.service.d/orthanc.conf && "
+        "ln -s /lib/systemd/system/orthanc.service /etc/systemd/system/pacs-alias.service && "
+        "systemctl daemon-reload")
+    every_service = ("mkdir -p /etc/systemd/system/service.d && printf '[Service]\\n# Orthanc site policy\\n' "
+                     "> /etc/systemd/system/service.d/site.conf && systemctl daemon-reload")
+    try:
+        _run(ssh, plant)
+        for step in ("narrowed", "every service"):
+            probed = json.loads(_run(ssh, f"python3 -c {shlex.quote(program('probe'))}"))
+            assert sorted(u["unit"] for u in probed["units"]) == ["orthanc.service", "pacs-archive.service"], step
+            code, report, _ = _audit("inventories/lab.py", "--limit", entry["name"])
+            units = sorted(row["instance"] for row in report["instances"])
+            assert units == ["orthanc.service", "pacs-archive.service"], (step, units)
+            _run(ssh, every_service)
+    finally:
+        _run(ssh, "rm -rf /etc/systemd/system/pacs-archive.service /etc/systemd/system/pacs-archive.service.d "
+                  "/etc/systemd/system/pacs-alias.service /etc/systemd/system/service.d && systemctl daemon-reload")
+        ssh.close()

@@ -64,6 +64,22 @@ def test_at_or_above_the_floor_is_a_no_op_without_refreshing_the_index():
     assert outcomes.for_host("pacs-01")["upgrade"]["status"] == "ok"
 
 
+@pytest.mark.parametrize("installed, pin, noop", [
+    ("1.10.1+dfsg-2+deb12u1", None, "orthanc 1.10.1+dfsg-2+deb12u1 is already at or above 1.5.8"),
+    ("", None, "no orthanc package installed"),
+    ("1.10.1+dfsg-2+deb12u1", "1.10.1", "orthanc 1.10.1+dfsg-2+deb12u1 is already at 1.10.1"),
+])
+def test_a_known_installed_version_with_nothing_to_do_reads_no_fact(installed, pin, noop):
+    fake, commands = _run(installed=installed, version=pin)
+    assert commands == [] and fake.reads == 0 and fake.noops == [noop]
+
+
+def test_a_known_installed_version_below_the_floor_reads_the_packages():
+    fact = packages(installed={"orthanc": "1.5.6-1"}, candidates={"orthanc": "1.10.1+dfsg-2+deb12u1"})
+    fake, commands = _run(fact, installed="1.5.6-1")
+    assert fake.reads == 1 and _steps(commands)[0][0] == "installing orthanc 1.10.1+dfsg-2+deb12u1"
+
+
 def test_no_package_is_a_no_op():
     fake, commands = _run(packages(installed={"orthanc-dicomweb": "1.0-1"}))
     assert commands == [] and fake.noops == ["no orthanc package installed"]
