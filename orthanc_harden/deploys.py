@@ -62,10 +62,11 @@ def _store_users() -> dict | None:
 
 
 @deploy("Orthanc package upgrade")
-def upgrade_packages(state: dict | None = None):
+def upgrade_packages(state: dict | None = None, restart: bool = True):
     """
     Upgrade package-installed Orthanc and its plugins to ``orthanc_harden_min_version`` or the pinned
-    ``orthanc_harden_upgrade_version``, restarting the units that run the packaged binary.
+    ``orthanc_harden_upgrade_version``, restarting the units that run the packaged binary (``restart=False``:
+    ``authentication`` follows and restarts them, once for both changes).
     """
     if not _usable_data() or not _package_host():
         return
@@ -84,6 +85,8 @@ def upgrade_packages(state: dict | None = None):
         probe_url=settings.get(host.data, "orthanc_harden_probe_url"),
         http_port=http_port,
         installed=(state.get("package") or {}).get("version") or "",
+        replaced=[u["unit"] for u in packaged if u.get("binary_replaced")],
+        restart=restart,
     )
 
 
@@ -236,9 +239,14 @@ def harden(host_state: dict | None = None):
         report.compliant(name="Orthanc compliant")
         return
     state = host_state if host_state is not None else host.get_fact(OrthancHostState)
+    auth_on = settings.get(host.data, "orthanc_harden_auth_enabled")
+    # The users first: a store that cannot give them fails the host before anything on it changes.
+    if auth_on and _store_users() is None:
+        return
     if settings.get(host.data, "orthanc_harden_upgrade_enabled"):
-        upgrade_packages(state=state)
-    if settings.get(host.data, "orthanc_harden_auth_enabled"):
+        # With authentication following, Orthanc restarts once, in authentication's health gate.
+        upgrade_packages(state=state, restart=not auth_on)
+    if auth_on:
         authentication(state=state)
     if settings.get(host.data, "orthanc_harden_firewall_enabled"):
         firewall_rules(state=state)

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable
 
-from . import outcomes, settings
+from . import outcomes, restarts, settings
 from .audit import run as audit_run
 
 EXIT_COMPLIANT, EXIT_NOT_COMPLIANT, EXIT_FAILED = 0, 1, 2
@@ -185,6 +185,7 @@ def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int
 
     started = time.time()
     outcomes.clear()
+    restarts.clear()
     pyinfra_lines = _PyinfraLines()
     pyinfra_logger = logging.getLogger("pyinfra")
     pyinfra_logger.addHandler(pyinfra_lines)

@@ -8,11 +8,11 @@ from pyinfra import host
 from pyinfra.api import FunctionCommand, HiddenValue, OperationError, OperationValueError, QuoteString, \
     StringCommand, operation
 
-from .. import outcomes
+from .. import outcomes, restarts
 from ..facts.orthanc import OrthancAuthPlan
 from ..masking import SecretStdin
 from ..remote import program
-from .health import GATE_TIMEOUT, restart_and_gate
+from .health import GATE_TIMEOUT, restart_after_upgrade, restart_and_gate
 
 
 def check_users(users: dict, users_mode: str) -> None:
@@ -58,7 +58,8 @@ def authentication(
     + disable_remote_access: also set ``RemoteAccessAllowed: false``
     + probe_url: where the control node checks health (anonymous 401, a user 200); without it the check runs
       on the host against ``http://127.0.0.1:<http_port>``
-    + restart: restart and health-gate after a change (switch off only when something else restarts Orthanc)
+    + restart: restart and health-gate after a change (switch off only when something else restarts Orthanc);
+      this also restarts, once, a unit whose restart an upgrade earlier in the run left to it (``restart=False``)
 
     ``RegisteredUsers`` goes in the file that already defines it (Debian: ``credentials.json``) and
     ``AuthenticationEnabled: true`` is set explicitly whatever the version. The plan and the edit run on the host
@@ -82,11 +83,21 @@ def authentication(
     """
     request = _request(users, config_path, users_mode, disable_remote_access)
     plan = host.get_fact(OrthancAuthPlan, _stdin=SecretStdin(request))
+    first = sorted(users)[0]
+    gate = {"user": first, "password": users[first], "url": probe_url.rstrip("/") if probe_url else None,
+            "local_url": f"http://127.0.0.1:{http_port}", "timeout": gate_timeout}
+    # An upgrade earlier in this run may have left its restart to this operation (restarts.defer).
+    upgraded = restart and restarts.pending(host.name, service)
     if "error" in plan:
         outcomes.record(host.name, "auth", "failed", plan["error"])
+        if upgraded:  # the upgraded binary must not wait for a configuration this run cannot fix
+            yield FunctionCommand(restart_after_upgrade, (service, gate), {})
         raise OperationError(f"{host.name}: {plan['error']}")
     if not plan["changed"]:
         outcomes.record(host.name, "auth", "ok", "authentication on with the store's users")
+        if upgraded:
+            yield FunctionCommand(restart_and_gate, (service, [], gate), {})
+            return
         host.noop(f"authentication already on with the store's users in {config_path}")
         return
     yield StringCommand("python3", "-c", QuoteString(program("auth")), "apply", _stdin=SecretStdin(request))
@@ -94,7 +105,4 @@ def authentication(
     outcomes.record(host.name, "auth", "changed", f"authentication on in {config_path} (restart pending)"
                     if restart else f"authentication on in {config_path}; Orthanc not restarted (restart=False)")
     if restart:
-        first = sorted(users)[0]
-        gate = {"user": first, "password": users[first], "url": probe_url.rstrip("/") if probe_url else None,
-                "local_url": f"http://127.0.0.1:{http_port}", "timeout": gate_timeout}
         yield FunctionCommand(restart_and_gate, (service, plan["files"], gate), {})

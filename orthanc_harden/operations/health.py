@@ -13,7 +13,7 @@ import time
 import requests
 from pyinfra.api import QuoteString, StringCommand
 
-from .. import outcomes
+from .. import outcomes, restarts
 from ..masking import SecretStdin
 from ..remote import program
 from .report import fail_host
@@ -77,10 +77,24 @@ def _log_tail(host, service: str) -> str:
     return " | ".join(line.strip() for line in output.stdout_lines[-5:] if line.strip())
 
 
+def restart_after_upgrade(state, host, service: str, gate: dict) -> bool:
+    """The restart an upgrade left to an authentication change that cannot be made: Orthanc must not go on
+    running the replaced binary. Fails when it does not answer afterwards."""
+    restarts.done(host.name, service)
+    ok, _ = host.run_shell_command(StringCommand("systemctl", "restart", service), _timeout=120)
+    if ok and _answering(host, gate, gate.get("timeout", GATE_TIMEOUT)):
+        host.log_styled(f"{service} restarted on the upgraded Orthanc", fg="yellow")
+        return True
+    return fail_host(host, "upgrade", f"{service} does not answer after its restart on the upgraded Orthanc; "
+                                      f"Orthanc log: {_log_tail(host, service)}")
+
+
 def restart_and_gate(state, host, service: str, files: list[str], gate: dict) -> bool:
-    """systemctl restart, then anonymous 401 + a store user 200; otherwise restore the backups and restart."""
+    """systemctl restart, then anonymous 401 + a store user 200; otherwise restore the backups and restart.
+    `files` empty: only an upgrade earlier in the run changed something (nothing to restore)."""
     user, password = gate["user"], gate["password"].unmask()
     timeout = gate.get("timeout", GATE_TIMEOUT)
+    restarts.done(host.name, service)
     ok, _ = host.run_shell_command(StringCommand("systemctl", "restart", service), _timeout=120)
     if ok:
         if gate.get("url"):
@@ -90,10 +104,15 @@ def restart_and_gate(state, host, service: str, files: list[str], gate: dict) ->
     else:
         detail = f"systemctl restart {service} failed"
     if ok:
-        outcomes.record(host.name, "auth", "changed", f"authentication on, Orthanc restarted and healthy: {detail}")
+        if files:
+            outcomes.record(host.name, "auth", "changed",
+                            f"authentication on, Orthanc restarted and healthy: {detail}")
         host.log_styled(f"Orthanc healthy after restart: {detail}", fg="green")
         return True
     tail = _log_tail(host, service)
+    if not files:
+        return fail_host(host, "upgrade", f"health gate failed after the upgrade: {detail}; the configuration "
+                                          f"was not changed; Orthanc log: {tail}")
     restored, _ = host.run_shell_command(StringCommand("python3", "-c", QuoteString(program("auth")), "restore"),
                                          _stdin=json.dumps({"files": files}), _timeout=60)
     back, _ = host.run_shell_command(StringCommand("systemctl", "restart", service), _timeout=120)

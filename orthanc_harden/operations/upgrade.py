@@ -138,6 +138,8 @@ def package(
     probe_url: str | None = None,
     http_port: int = 8042,
     installed: str | None = None,
+    replaced: tuple[str, ...] | list[str] = (),
+    restart: bool = True,
 ):
     """
     Upgrade the ``orthanc`` package and its installed ``orthanc-*`` plugins together when Orthanc is below ``floor``.
@@ -153,6 +155,11 @@ def package(
     + installed: the installed ``orthanc`` package version when the caller has read it already (the
       ``OrthancHostState`` fact's ``package.version``; ``""``: none): a host with nothing to do then costs no
       further command
+    + replaced: units still running an Orthanc binary that an earlier upgrade replaced on disk (the
+      ``OrthancHostState`` fact's ``binary_replaced``): restarted even when the package is at the floor
+    + restart: ``False`` installs without restarting and leaves the restart of ``services`` to
+      ``auth.authentication`` on each of them later in the same run (``harden`` does this): Orthanc then restarts
+      once, health-gated, for both changes
 
     Works with apt (``--force-confold``: edited configuration is kept and a newer packaged file is reported as
     ``*.dpkg-dist``), dnf, yum and zypper (``*.rpmnew`` reported). When no offered version reaches the floor the
@@ -175,9 +182,11 @@ def package(
         raise OperationValueError("cache_time and lock_timeout must not be negative")
 
     if installed is not None and _nothing_to_do(installed, floor, version):
+        yield from _restart_replaced(list(replaced), restart, probe_url, http_port)
         return
     packages = host.get_fact(OrthancPackages)
     if _nothing_to_do(packages["installed"].get("orthanc"), floor, version):
+        yield from _restart_replaced(list(replaced), restart, probe_url, http_port)
         return
     current = packages["installed"]["orthanc"]
     manager = packages["manager"]
@@ -204,7 +213,14 @@ def package(
         outcomes.record(host.name, CONTROL, "not-compliant", reason)
         host.noop(reason)
         return
-    script = upgrade_script(manager, install_command(manager, targets, lock_timeout, held), list(services))
+    script = upgrade_script(manager, install_command(manager, targets, lock_timeout, held),
+                            list(services) if restart else [])
     yield FunctionCommand(verify.run, (script, f"installing orthanc {targets['orthanc']}", lock_timeout + 1800), {})
     yield FunctionCommand(verify.upgraded, (binary, config_dir, targets["orthanc"], floor, probe_url, http_port,
-                                            manager, list(services)), {})
+                                            manager, list(services), restart), {})
+
+
+def _restart_replaced(units: list[str], restart: bool, probe_url: str | None, http_port: int):
+    """Units still running a replaced binary: restarted now, or left to the authentication change that follows."""
+    if units:
+        yield FunctionCommand(verify.restart_replaced, (units, restart, probe_url, http_port), {})

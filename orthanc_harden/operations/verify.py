@@ -7,7 +7,7 @@ import shlex
 import requests
 from pyinfra.api import StringCommand
 
-from .. import outcomes
+from .. import outcomes, restarts
 from ..versions import at_least
 from .health import _answering, _log_tail
 from .report import fail_host
@@ -48,8 +48,9 @@ def _system_version(url: str) -> str | None:
 
 
 def upgraded(state, host, binary: str, config_dir: str, target: str, floor: str, probe_url: str | None,
-             http_port: int, manager: str, services: list[str]) -> bool:
-    """After the transaction: the binary's own version, Orthanc answering, /system's version, new conffiles."""
+             http_port: int, manager: str, services: list[str], restarted: bool = True) -> bool:
+    """After the transaction: the binary's own version, Orthanc answering, /system's version, new conffiles.
+    Not `restarted`: the units' restart is left to the authentication change (checked there)."""
     new_suffix = ".dpkg-dist" if manager == "apt" else ".rpmnew"
     ok, output = host.run_shell_command(
         f"{shlex.quote(binary)} --version 2>&1 | head -n 1; "
@@ -61,6 +62,14 @@ def upgraded(state, host, binary: str, config_dir: str, target: str, floor: str,
         return _fail(host, f"after installing orthanc {target}, {binary} --version says {reported or 'nothing'}")
     new_files = [line.split(" ", 1)[1] for line in lines[1:] if line.startswith("new-conffile ")]
     gate = {"url": probe_url} if probe_url else {"local_url": f"http://127.0.0.1:{http_port}"}
+    if not restarted:
+        restarts.defer(host.name, services)
+        message = f"orthanc upgraded to {reported} ({target}); restarted with the authentication change"
+        if new_files:
+            message += f"; your configuration was kept, the package's new version is in {', '.join(new_files)}"
+        outcomes.record(host.name, CONTROL, "changed", message)
+        host.log_styled(message, fg="green" if not new_files else "yellow")
+        return True
     if services and not _answering(host, gate, ANSWER_TIMEOUT):
         tail = _log_tail(host, services[0])
         return _fail(host, f"orthanc {reported} installed but Orthanc is not answering; Orthanc log: {tail}")
@@ -73,4 +82,25 @@ def upgraded(state, host, binary: str, config_dir: str, target: str, floor: str,
         message += f"; your configuration was kept, the package's new version is in {', '.join(new_files)}"
     outcomes.record(host.name, CONTROL, "changed", message)
     host.log_styled(message, fg="green" if not new_files else "yellow")
+    return True
+
+
+def restart_replaced(state, host, units: list[str], restart: bool, probe_url: str | None, http_port: int) -> bool:
+    """Units running a binary an earlier upgrade replaced: restart each (or leave it to the authentication change
+    that follows) and check Orthanc answers."""
+    names = ", ".join(units)
+    if not restart:
+        restarts.defer(host.name, units)
+        outcomes.record(host.name, CONTROL, "changed", f"{names} still ran the replaced Orthanc binary; restarted "
+                                                       "with the authentication change")
+        return True
+    gate = {"url": probe_url} if probe_url else {"local_url": f"http://127.0.0.1:{http_port}"}
+    for unit in units:
+        ok, _ = host.run_shell_command(StringCommand("systemctl", "restart", unit), _timeout=120)
+        if not (ok and _answering(host, gate, ANSWER_TIMEOUT)):
+            return _fail(host, f"{unit} ran the replaced Orthanc binary and does not answer after its restart; "
+                               f"Orthanc log: {_log_tail(host, unit)}")
+    message = f"{names} restarted: still ran the Orthanc binary an earlier upgrade replaced"
+    outcomes.record(host.name, CONTROL, "changed", message)
+    host.log_styled(message, fg="green")
     return True

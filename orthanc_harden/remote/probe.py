@@ -97,17 +97,29 @@ def systemd_units():
             "active": fields.get("ActiveState"), "user": fields.get("User") or "root",
             "group": fields.get("Group") or None, "fragment": fields.get("FragmentPath"),
             "dropins": fields.get("DropInPaths", "").split(), "main_pid": main_pid,
-            "binary_replaced": binary_replaced(main_pid),
+            "binary_replaced": binary_replaced(main_pid, argv[0]),
         })
     return units
 
 
-def binary_replaced(pid):
+def binary_replaced(pid, binary):
     """True when the running process's executable was replaced on disk since it started (an upgrade it has not
     been restarted for): it still runs the old, possibly vulnerable, code."""
+    if pid <= 0:
+        return False
     try:
-        return pid > 0 and os.readlink("/proc/%d/exe" % pid).endswith(" (deleted)")
+        return os.readlink("/proc/%d/exe" % pid).endswith(" (deleted)")
     except OSError:
+        pass  # another user's process, without CAP_SYS_PTRACE (root in a container): compare times instead
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            ticks = int(handle.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime "))
+        started = boot + ticks / os.sysconf("SC_CLK_TCK")
+        # A package manager writes a new file and renames it over the old one: its inode changes after the start.
+        return os.stat(binary).st_ctime > started + 2
+    except (OSError, ValueError, IndexError, StopIteration):
         return False
 
 

@@ -189,3 +189,51 @@ def test_no_fixed_package_offered_applies_authentication_and_reports_not_complia
         _sh(client, f"cp /root/Packages.lab {oldpackage.REPO_DIR}/Packages")
         client.close()
 
+
+
+def test_upgrade_and_authentication_together_restart_orthanc_once(upgrade_lab, tmp_path):
+    """harden on a 1.5.7 host: the upgrade leaves its restart to authentication, one health-gated restart
+    for both; the second run restarts nothing."""
+    entry, client, url = _host(upgrade_lab, 2)  # still at the stand-in after the tests above
+    assert _package(client) == OLD
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps({"cardiology": CANARY + "-2"}))
+    users.chmod(0o600)
+    data = {entry["name"]: {"orthanc_harden_users_ref": f"file:{users}"}}
+    starts = _starts(client)
+    proc = _deploy(upgrade_lab, [entry["name"]], deploy="deploys/harden.py", data=data)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert f"[{entry['name']}] orthanc upgraded to {NEW_UPSTREAM}" in output
+    assert "restarted with the authentication change" in output
+    assert _starts(client) == starts + 1, "upgrade and authentication together restart Orthanc once"
+    assert requests.get(f"{url}/system", timeout=10).status_code == 401
+    served = requests.get(f"{url}/system", auth=("cardiology", CANARY + "-2"), timeout=10)
+    assert served.status_code == 200 and served.json()["Version"] == NEW_UPSTREAM
+    assert CANARY not in output
+
+    again = _deploy(upgrade_lab, [entry["name"]], deploy="deploys/harden.py", data=data)
+    assert again.returncode == 0 and f"[{entry['name']}] No changes" in again.stderr, again.stderr[-2000:]
+    assert _starts(client) == starts + 1
+    client.close()
+
+
+def test_an_orthanc_still_running_a_replaced_binary_is_restarted_once(upgrade_lab):
+    """An upgrade made outside the tool, with no restart: the package is at the floor but the running process
+    is the old code. Replacing the file stands in for that upgrade."""
+    entry, client, _ = _host(upgrade_lab, 0)
+    assert _deploy(upgrade_lab, [entry["name"]]).returncode == 0  # at the floor (the first test got it there)
+    assert _package(client).startswith(NEW_UPSTREAM + "+")
+    # As a package manager does: a new file renamed over the old one. Root in the lab's containers has no
+    # CAP_SYS_PTRACE, so the probe cannot read /proc/PID/exe and compares the file's change time with the start.
+    _sh(client, "sleep 3; cp -p /usr/sbin/Orthanc /usr/sbin/Orthanc.new && mv /usr/sbin/Orthanc.new /usr/sbin/Orthanc")
+    starts = _starts(client)
+    proc = _deploy(upgrade_lab, [entry["name"]])
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    assert "orthanc.service restarted: still ran the Orthanc binary an earlier upgrade replaced" in \
+        proc.stdout + proc.stderr
+    assert _starts(client) == starts + 1
+    again = _deploy(upgrade_lab, [entry["name"]])
+    assert again.returncode == 0 and f"[{entry['name']}] No changes" in again.stderr
+    assert _starts(client) == starts + 1
+    client.close()

@@ -9,7 +9,8 @@ from pyinfra.api import FunctionCommand, HiddenValue, OperationError, OperationV
 from pyinfra.context import ctx_host
 
 from orthanc_harden.facts.orthanc import OrthancAuthPlan
-from orthanc_harden.operations import auth
+from orthanc_harden import restarts
+from orthanc_harden.operations import auth, health
 
 PASSWORD = "Spec-Canary-pw-81"
 
@@ -84,3 +85,39 @@ def test_bad_users_are_refused_before_any_fact(users, message):
 def test_bad_users_mode():
     with pytest.raises(OperationValueError, match="users_mode"):
         _run({"changed": False}, users_mode="replace")
+
+
+def _after_upgrade(plan: dict):
+    """The same operation after an upgrade in this run left orthanc.service's restart to it."""
+    restarts.clear()
+    restarts.defer("pacs-01", ["orthanc.service"])
+    try:
+        return _run(plan)
+    finally:
+        restarts.clear()
+
+
+def test_a_restart_left_by_the_upgrade_is_made_and_gated_once_even_without_a_change():
+    fake, commands = _after_upgrade({"changed": False, "files": []})
+    (gate,) = commands
+    assert gate.function is health.restart_and_gate and gate.args[:2] == ("orthanc.service", [])
+    assert fake.noops == []
+
+
+def test_a_restart_left_by_the_upgrade_joins_the_configuration_change():
+    plan = {"changed": True, "files": ["/etc/orthanc/orthanc.json"]}
+    _, (apply, gate) = _after_upgrade(plan)
+    assert isinstance(apply, StringCommand) and gate.args[:2] == ("orthanc.service", plan["files"])
+
+
+def test_a_plan_error_still_restarts_the_upgraded_orthanc_then_fails():
+    fake = FakeHost({"error": "zz.json does not parse"})
+    restarts.defer("pacs-01", ["orthanc.service"])
+    commands = []
+    try:
+        with ctx_host.use(fake), pytest.raises(OperationError, match="zz.json does not parse"):
+            for command in auth.authentication._inner(users={"radiology": HiddenValue(PASSWORD)}):
+                commands.append(command)
+    finally:
+        restarts.clear()
+    assert [c.function for c in commands] == [health.restart_after_upgrade]

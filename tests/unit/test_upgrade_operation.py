@@ -227,3 +227,19 @@ def test_fact_parsing():
                  "available orthanc 1.9.7-1.fc38", "now 5"])
     assert rpm["candidates"] == {"orthanc": "1.12.1-1.fc40"} and rpm["index_age"] is None
     assert parse(["manager none", "now 5"])["manager"] is None
+
+
+def test_authentication_following_takes_the_restart():
+    fact = packages(installed={"orthanc": "1.5.6-1"}, candidates={"orthanc": "1.10.1+dfsg-2+deb12u1"})
+    _, commands = _run(fact, restart=False)
+    (_, script), = _steps(commands)
+    assert "try-restart" not in script and "exit 101" in script  # the package's own restarts stay refused too
+    assert commands[-1].function is verify.upgraded and commands[-1].args[-1] is False
+
+
+@pytest.mark.parametrize("restart", [True, False])
+def test_a_unit_running_a_replaced_binary_is_restarted_at_the_floor(restart):
+    fake, commands = _run(installed="1.10.1+dfsg-2+deb12u1", replaced=["orthanc.service"], restart=restart)
+    (command,) = commands
+    assert command.function is verify.restart_replaced and command.args[:2] == (["orthanc.service"], restart)
+    assert fake.reads == 0
