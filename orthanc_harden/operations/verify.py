@@ -62,22 +62,17 @@ def upgraded(state, host, binary: str, config_dir: str, target: str, floor: str,
         return _fail(host, f"after installing orthanc {target}, {binary} --version says {reported or 'nothing'}")
     new_files = [line.split(" ", 1)[1] for line in lines[1:] if line.startswith("new-conffile ")]
     gate = {"url": probe_url} if probe_url else {"local_url": f"http://127.0.0.1:{http_port}"}
+    message = f"orthanc upgraded to {reported} ({target})"
     if not restarted:
         restarts.defer(host.name, services)
-        message = f"orthanc upgraded to {reported} ({target}); restarted with the authentication change"
-        if new_files:
-            message += f"; your configuration was kept, the package's new version is in {', '.join(new_files)}"
-        outcomes.record(host.name, CONTROL, "changed", message)
-        host.log_styled(message, fg="green" if not new_files else "yellow")
-        return True
-    if services and not _answering(host, gate, ANSWER_TIMEOUT):
+        message += "; restarted with the authentication change"
+    elif services and not _answering(host, gate, ANSWER_TIMEOUT):
         tail = _log_tail(host, services[0])
         return _fail(host, f"orthanc {reported} installed but Orthanc is not answering; Orthanc log: {tail}")
-    if probe_url:
+    elif probe_url:
         served = _system_version(probe_url)
         if served and not at_least(served, floor):
             return _fail(host, f"orthanc {reported} installed but /system still reports {served}: not restarted?")
-    message = f"orthanc upgraded to {reported} ({target})"
     if new_files:
         message += f"; your configuration was kept, the package's new version is in {', '.join(new_files)}"
     outcomes.record(host.name, CONTROL, "changed", message)
