@@ -52,9 +52,11 @@ def upgraded(state, host, binary: str, config_dir: str, target: str, floor: str,
     """After the transaction: the binary's own version, Orthanc answering, /system's version, new conffiles.
     Not `restarted`: the units' restart is left to the authentication change (checked there)."""
     new_suffix = ".dpkg-dist" if manager == "apt" else ".rpmnew"
+    active = " ".join(shlex.quote(s) for s in services)
     ok, output = host.run_shell_command(
         f"{shlex.quote(binary)} --version 2>&1 | head -n 1; "
-        f"for f in {shlex.quote(config_dir)}/*{new_suffix}; do [ -e \"$f\" ] && echo \"new-conffile $f\"; done; true",
+        f"for f in {shlex.quote(config_dir)}/*{new_suffix}; do [ -e \"$f\" ] && echo \"new-conffile $f\"; done; "
+        f"for u in {active}; do systemctl is-active --quiet \"$u\" && echo \"active-unit $u\"; done; true",
         _timeout=60)
     lines = output.stdout_lines
     reported = lines[0].split()[-1] if lines and lines[0].split() else ""
@@ -63,8 +65,8 @@ def upgraded(state, host, binary: str, config_dir: str, target: str, floor: str,
     new_files = [line.split(" ", 1)[1] for line in lines[1:] if line.startswith("new-conffile ")]
     gate = {"url": probe_url} if probe_url else {"local_url": f"http://127.0.0.1:{http_port}"}
     message = f"orthanc upgraded to {reported} ({target})"
-    if not restarted:
-        restarts.defer(host.name, services)
+    if not restarted:  # a stopped unit stays stopped, as try-restart would leave it
+        restarts.defer(host.name, [line.split(" ", 1)[1] for line in lines[1:] if line.startswith("active-unit ")])
         message += "; restarted with the authentication change"
     elif services and not _answering(host, gate, ANSWER_TIMEOUT):
         tail = _log_tail(host, services[0])
