@@ -134,6 +134,7 @@ class Fleet:
         busy = [p for h in self.hosts for p in (h.ssh_port, h.http_port) if not port_free(p)]
         if busy:
             raise RuntimeError(f"127.0.0.1 port(s) in use: {busy[:5]}; choose another --port-base")
+        inotify_room(self.client, len(self.hosts), self.say)
         self._ensure_network()
         started = time.monotonic()
         with ThreadPoolExecutor(ENGINE_WORKERS) as pool:
@@ -169,16 +170,60 @@ class Fleet:
         self.say(f"bench: removed {removed} host(s) and network {self.network}")
 
     def counters(self) -> dict[str, dict[str, int]]:
-        """{host: {"sessions", "logins", "orthanc_starts"}} read from each host's journal."""
+        """{host: {"sessions", "logins", "orthanc_starts", "cpu_ms"}}: the first three from each host's journal,
+        the CPU time of everything in the host (its cgroup; None where it cannot be read) from the engine's
+        side, read after the journal so the reading's own exec is not in the next run's share."""
         def one(host: Host) -> tuple[str, dict[str, int]]:
-            code, output = self.client.containers.get(host.container).exec_run(["sh", "-c", _COUNT])
+            container = self.client.containers.get(host.container)
+            code, output = container.exec_run(["sh", "-c", _COUNT])
             values = output.decode().split()
             if code != 0 or len(values) != 3:
                 raise RuntimeError(f"{host.name}: reading the journal failed: {output.decode()[-200:]}")
-            return host.name, dict(zip(("sessions", "logins", "orthanc_starts"), map(int, values), strict=True))
+            counts = dict(zip(("sessions", "logins", "orthanc_starts"), map(int, values), strict=True))
+            return host.name, {**counts, "cpu_ms": cgroup_cpu_ms(container.id)}
 
         with ThreadPoolExecutor(ENGINE_WORKERS) as pool:
             return dict(pool.map(one, self.hosts))
+
+
+# Where the engine keeps a container's CPU time: cgroup v1 (nanoseconds), v2 with the systemd or the cgroupfs driver.
+_CPU_V1 = "/sys/fs/cgroup/cpuacct/docker/{id}/cpuacct.usage"
+_CPU_V2 = ("/sys/fs/cgroup/system.slice/docker-{id}.scope/cpu.stat", "/sys/fs/cgroup/docker/{id}/cpu.stat")
+
+
+def cgroup_cpu_ms(container_id: str) -> int | None:
+    """User+system CPU time of every process in the container so far, in milliseconds."""
+    try:
+        return int(Path(_CPU_V1.format(id=container_id)).read_text()) // 1_000_000
+    except (OSError, ValueError):
+        pass
+    for pattern in _CPU_V2:
+        try:
+            stat = dict(line.split() for line in Path(pattern.format(id=container_id)).read_text().splitlines())
+            return int(stat["usage_usec"]) // 1000
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
+
+
+INOTIFY = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_PER_SYSTEMD = 8  # systemd and its services take about five inotify instances per container
+
+
+def inotify_room(client: docker.DockerClient, adding: int, say: Callable[[str], None]) -> None:
+    """Every container's systemd shares root's inotify instances (128 by default): past about 20 systemd
+    containers the next ones hang at boot ("Failed to create inotify object: Too many open files"). Raise the
+    limit when root, or say what to raise."""
+    need = INOTIFY_PER_SYSTEMD * (adding + len(client.containers.list())) + 128
+    have = int(INOTIFY.read_text())
+    if have >= need:
+        return
+    try:
+        INOTIFY.write_text(str(need))
+    except OSError as err:
+        raise RuntimeError(f"fs.inotify.max_user_instances is {have}; {adding} more systemd containers need about "
+                           f"{need}: sysctl -w fs.inotify.max_user_instances={need} ({err.strerror})") from None
+    say(f"bench: fs.inotify.max_user_instances raised from {have} to {need} for {adding} systemd containers")
 
 
 def remove_all_bench(client: docker.DockerClient) -> int:

@@ -123,6 +123,11 @@ def _outcome(run: dict) -> str:
     return ""
 
 
+def _host_cpu(run: dict) -> str:
+    cpu = run.get("host_cpu_s_per_host")
+    return "" if not cpu else f"{cpu['mean']:.2f}"
+
+
 def markdown(data: dict) -> str:
     meta = data["meta"]
     lines = [f"# orthanc-harden fleet benchmark, {meta['started']}", "",
@@ -131,19 +136,21 @@ def markdown(data: dict) -> str:
              f"Hosts: {meta['hosts']}  ", f"Users: {meta['store']}  ", f"Ansible peer: {meta['ansible']}", "",
              "Wall and CPU are the control node's (CPU: user+system of the tool and every process it started); "
              "peak RSS is the largest single process (`ru_maxrss`), tree PSS the sampled peak of all of them. "
+             "Host CPU is the mean CPU time used inside each host during the run (its cgroup: sshd, the "
+             "commands, Orthanc), which here shares the control node's cores. "
              "SSH commands and logins per host come from each host's sshd log (LogLevel VERBOSE), Orthanc "
              "restarts from its journal; shown as mean (min-max) when hosts differ. Load before: the control node's "
              "1-minute load average when the run started (2 cores, shared with other users' tests).", ""]
     for n in sorted(data["sizes"], key=int):
         size = data["sizes"][n]
         lines += [f"## N = {n} (parallel {size['parallel']})", "",
-                  "| scenario | tool | wall s | CPU s | peak RSS MB | tree PSS MB | SSH cmds/host | SSH logins/host "
-                  "| Orthanc restarts/host | exit | outcome | checked after | load before |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |"]
+                  "| scenario | tool | wall s | CPU s | host CPU s/host | peak RSS MB | tree PSS MB | SSH cmds/host "
+                  "| SSH logins/host | Orthanc restarts/host | exit | outcome | checked after | load before |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |"]
         for name, run in size["runs"].items():
             tool, _, scenario = name.partition("/")
             lines.append(f"| {scenario or 'floor: pyinfra exec -- true'} | {tool if scenario else 'pyinfra'} "
-                         f"| {run['wall_s']:.1f} | {run['cpu_s']:.1f} | {run['max_rss_mb']:.0f} "
+                         f"| {run['wall_s']:.1f} | {run['cpu_s']:.1f} | {_host_cpu(run)} | {run['max_rss_mb']:.0f} "
                          f"| {run['tree_peak_pss_mb']:.0f} | {_spread(run['ssh_commands_per_host'])} "
                          f"| {_spread(run['ssh_logins_per_host'])} | {_spread(run['orthanc_restarts_per_host'])} "
                          f"| {run['exit']} | {_outcome(run)} | {_verified(run)} | {run['load_before']:g} |")

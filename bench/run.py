@@ -81,11 +81,15 @@ class SizeRun:
         after = self.fleet.counters()
         per_host = {h: {"ssh_commands": after[h]["sessions"] - before[h]["sessions"],
                         "ssh_logins": after[h]["logins"] - before[h]["logins"],
-                        "orthanc_restarts": after[h]["orthanc_starts"] - before[h]["orthanc_starts"]}
+                        "orthanc_restarts": after[h]["orthanc_starts"] - before[h]["orthanc_starts"],
+                        "host_cpu_s": (None if None in (after[h]["cpu_ms"], before[h]["cpu_ms"])
+                                       else round((after[h]["cpu_ms"] - before[h]["cpu_ms"]) / 1000, 3))}
                     for h in before}
         run = {**result, "command": self._display(argv), "load_before": round(load, 2),
                **{f"{counter}_per_host": _stats([counts[counter] for counts in per_host.values()])
                   for counter in ("ssh_commands", "ssh_logins", "orthanc_restarts")},
+               "host_cpu_s_per_host": (None if any(c["host_cpu_s"] is None for c in per_host.values())
+                                       else _stats([c["host_cpu_s"] for c in per_host.values()])),
                "per_host": per_host}
         if report_file is not None:
             run["summary"] = tools.orthanc_harden_summary(report_file)
