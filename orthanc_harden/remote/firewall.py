@@ -47,7 +47,7 @@ def detect():
     """(backend, active) in the order of the decision table; an inactive ufw/firewalld is reported, not used."""
     if fw_running():
         return "firewalld", True
-    if shutil.which("ufw") and "Status: active" in run(["ufw", "status"])[1]:
+    if ufw_active():
         return "ufw", True
     if shutil.which("nft") and os.path.exists(NFT_CONF) and \
             run(["systemctl", "is-enabled", "nftables"])[1].strip() == "enabled":

@@ -151,7 +151,7 @@ def firewall():
         code, out, _ = run(["firewall-cmd", "--list-all"])
         state["rules"] = out.splitlines()
         return state
-    if shutil.which("ufw"):
+    if ufw_active():
         code, out, _ = run(["ufw", "status", "verbose"])
         if code == 0 and "Status: active" in out:
             state.update(backend="ufw", active=True, rules=out.splitlines())
