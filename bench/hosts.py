@@ -7,7 +7,6 @@ carries this run's label.
 
 from __future__ import annotations
 
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import requests
 from docker.errors import APIError, NotFound
 
 from orthanc_harden.lab import keys
-from orthanc_harden.lab.fleet import port_free, tar_files
+from orthanc_harden.lab.fleet import port_free, ssh_ready, tar_files
 
 from . import LABEL, RUN_LABEL
 
@@ -45,14 +44,6 @@ class Host:
     http_port: int
     key_private: bytes
     key_public: str
-
-
-def _ssh_banner(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-            return sock.recv(16).startswith(b"SSH-")
-    except OSError:
-        return False
 
 
 def http_status(port: int, auth: tuple[str, str] | None = None) -> int | None:
@@ -123,7 +114,7 @@ class Fleet:
         deadline = time.monotonic() + 180 + 4 * len(self.hosts)
         waiting = list(self.hosts)
         while waiting and time.monotonic() < deadline:
-            waiting = [h for h in waiting if not (_ssh_banner(h.ssh_port) and http_status(h.http_port) == 200)]
+            waiting = [h for h in waiting if not (ssh_ready(h.ssh_port) and http_status(h.http_port) == 200)]
             if waiting:
                 time.sleep(1)
         if waiting:

@@ -179,7 +179,8 @@ def _create_container_host(client, spec: LabSpec, member: Member, img: str, netw
     )
 
 
-def _ssh_ready(port: int) -> bool:
+def ssh_ready(port: int) -> bool:
+    """An SSH server answers its banner on 127.0.0.1:port."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
             return sock.recv(16).startswith(b"SSH-")
@@ -200,7 +201,7 @@ def _wait_ready(client, pending: list[Member]) -> None:
     while waiting and time.monotonic() < deadline:
         for member in list(waiting):
             ports = member.ports
-            ssh_ok = member.kind != "package" or _ssh_ready(ports["ssh"])
+            ssh_ok = member.kind != "package" or ssh_ready(ports["ssh"])
             if ssh_ok and _http_status(ports["http"]) is not None:
                 waiting.remove(member)
         if waiting:
