@@ -8,6 +8,7 @@ create.yml wrote, decrypted with ansible-core; everything else from the hosts th
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import requests
 import yaml
 
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
+# The checks both scenarios share (molecule/shared/http_checks.py), importable from their tests modules.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "shared"))
 
 
 class Orthanc:

@@ -5,6 +5,9 @@ import json
 import re
 import subprocess
 
+from http_checks import (  # noqa: F401 - collected here
+    test_anonymous_request_is_refused, test_store_user_is_accepted_and_a_wrong_password_refused)
+
 CONFIG = "/etc/orthanc/orthanc.json"  # the lab mounts its configuration directory on /etc/orthanc
 STORAGE = "/var/lib/orthanc/db"  # a named volume
 
@@ -13,18 +16,6 @@ def _inspect(lab_vars) -> dict:
     out = subprocess.run(["docker", "inspect", lab_vars["lab_container"]], capture_output=True, text=True,
                          timeout=60, check=True).stdout
     return json.loads(out)[0]
-
-
-def test_anonymous_request_is_refused(orthanc):
-    response = orthanc.get("/system")
-    assert response.status_code == 401
-    assert response.headers.get("WWW-Authenticate", "").startswith("Basic realm=")
-
-
-def test_store_user_is_accepted_and_a_wrong_password_refused(orthanc, store_user):
-    name, password = store_user
-    assert orthanc.get("/system", auth=(name, password)).status_code == 200
-    assert orthanc.get("/system", auth=(name, password + "x")).status_code == 401
 
 
 def test_orthanc_is_the_running_main_process(host, lab_vars):

@@ -2,21 +2,12 @@
 
 import re
 
+from http_checks import (  # noqa: F401 - collected here
+    test_anonymous_request_is_refused, test_store_user_is_accepted_and_a_wrong_password_refused)
+
 CONFIG_DIR = "/etc/orthanc"
 STORAGE = "/var/lib/orthanc/db-v6"  # Debian's StorageDirectory
 PORTS = (8042, 4242)  # as the host sees them (Debian's HttpPort and DicomPort)
-
-
-def test_anonymous_request_is_refused(orthanc):
-    response = orthanc.get("/system")
-    assert response.status_code == 401
-    assert response.headers.get("WWW-Authenticate", "").startswith("Basic realm=")
-
-
-def test_store_user_is_accepted_and_a_wrong_password_refused(orthanc, store_user):
-    name, password = store_user
-    assert orthanc.get("/system", auth=(name, password)).status_code == 200
-    assert orthanc.get("/system", auth=(name, password + "x")).status_code == 401
 
 
 def test_orthanc_runs_as_its_service_user(host):
