@@ -70,6 +70,12 @@ def _answering(host, gate: dict, timeout: float) -> bool:
     return ok and any('"ok": true' in line for line in output.stdout_lines)
 
 
+def restart_answering(host, service: str, gate: dict, timeout: float) -> bool:
+    """systemctl restart, then a bounded wait until Orthanc answers HTTP at all (any status)."""
+    ok, _ = host.run_shell_command(StringCommand("systemctl", "restart", service), _timeout=120)
+    return ok and _answering(host, gate, timeout)
+
+
 def _log_tail(host, service: str) -> str:
     ok, output = host.run_shell_command(
         f"journalctl -u {shlex.quote(service)} -n 5 --no-pager -o cat 2>/dev/null || "
@@ -81,8 +87,7 @@ def restart_after_upgrade(state, host, service: str, gate: dict) -> bool:
     """The restart an upgrade left to an authentication change that cannot be made: Orthanc must not go on
     running the replaced binary. Fails when it does not answer afterwards."""
     restarts.done(host.name, service)
-    ok, _ = host.run_shell_command(StringCommand("systemctl", "restart", service), _timeout=120)
-    if ok and _answering(host, gate, gate.get("timeout", GATE_TIMEOUT)):
+    if restart_answering(host, service, gate, gate.get("timeout", GATE_TIMEOUT)):
         host.log_styled(f"{service} restarted on the upgraded Orthanc", fg="yellow")
         return True
     return fail_host(host, "upgrade", f"{service} does not answer after its restart on the upgraded Orthanc; "
@@ -115,8 +120,7 @@ def restart_and_gate(state, host, service: str, files: list[str], gate: dict) ->
                                           f"was not changed; Orthanc log: {tail}")
     restored, _ = host.run_shell_command(StringCommand("python3", "-c", QuoteString(program("auth")), "restore"),
                                          _stdin=json.dumps({"files": files}), _timeout=60)
-    back, _ = host.run_shell_command(StringCommand("systemctl", "restart", service), _timeout=120)
-    back = back and _answering(host, gate, timeout)
+    back = restart_answering(host, service, gate, timeout)
     if not restored:
         outcome = "RESTORE FAILED: check the *.orthanc-harden-backup files"
     elif back:

@@ -9,7 +9,7 @@ from pyinfra.api import StringCommand
 
 from .. import outcomes, restarts
 from ..versions import at_least
-from .health import _answering, _log_tail
+from .health import _answering, _log_tail, restart_answering
 from .report import fail_host
 
 CONTROL = "upgrade"
@@ -27,6 +27,11 @@ def _cause(lines: list[str]) -> str:
         if line.startswith(("E:", "Error:", "error:", "Problem:")):
             return line
     return text[-1] if text else "no output"
+
+
+def _gate(probe_url: str | None, http_port: int) -> dict:
+    """Where Orthanc is asked whether it answers: the probe URL from the control node, else on the host."""
+    return {"url": probe_url} if probe_url else {"local_url": f"http://127.0.0.1:{http_port}"}
 
 
 def run(state, host, command: str, what: str, timeout: int) -> bool:
@@ -63,7 +68,7 @@ def upgraded(state, host, binary: str, config_dir: str, target: str, floor: str,
     if not at_least(reported, floor):
         return _fail(host, f"after installing orthanc {target}, {binary} --version says {reported or 'nothing'}")
     new_files = [line.split(" ", 1)[1] for line in lines[1:] if line.startswith("new-conffile ")]
-    gate = {"url": probe_url} if probe_url else {"local_url": f"http://127.0.0.1:{http_port}"}
+    gate = _gate(probe_url, http_port)
     message = f"orthanc upgraded to {reported} ({target})"
     if not restarted:  # a stopped unit stays stopped, as try-restart would leave it
         restarts.defer(host.name, [line.split(" ", 1)[1] for line in lines[1:] if line.startswith("active-unit ")])
@@ -91,10 +96,9 @@ def restart_replaced(state, host, units: list[str], restart: bool, probe_url: st
         outcomes.record(host.name, CONTROL, "changed", f"{names} still ran the replaced Orthanc binary; restarted "
                                                        "with the authentication change")
         return True
-    gate = {"url": probe_url} if probe_url else {"local_url": f"http://127.0.0.1:{http_port}"}
+    gate = _gate(probe_url, http_port)
     for unit in units:
-        ok, _ = host.run_shell_command(StringCommand("systemctl", "restart", unit), _timeout=120)
-        if not (ok and _answering(host, gate, ANSWER_TIMEOUT)):
+        if not restart_answering(host, unit, gate, ANSWER_TIMEOUT):
             return _fail(host, f"{unit} ran the replaced Orthanc binary and does not answer after its restart; "
                                f"Orthanc log: {_log_tail(host, unit)}")
     message = f"{names} restarted: still ran the Orthanc binary an earlier upgrade replaced"
