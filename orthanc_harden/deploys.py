@@ -159,6 +159,7 @@ def firewall_rules(state: dict | None = None):
         enable=settings.get(data, "orthanc_harden_firewall_enable"),
         allow_empty=allow_empty,
         ssh_port=settings.get(data, "orthanc_harden_firewall_ssh_port"),
+        confirm_timeout=settings.get(data, "orthanc_harden_firewall_confirm_timeout"),
     )
 
 

@@ -53,11 +53,16 @@ SETTINGS = {s.name: s for s in [
             "`auto` (running firewalld, active ufw, nftables with an enabled service, iptables in use, in that "
             "order) or `firewalld`, `ufw`, `nftables`, `iptables`."),
     Setting("orthanc_harden_firewall_enable", False, bool,
-            "Enable an installed but inactive ufw, allowing the SSH port first; otherwise the host is reported."),
+            "Enable an installed but inactive ufw, allowing SSH first (every port sshd listens on and the port of "
+            "the session); otherwise the host fails as not compliant, unchanged."),
     Setting("orthanc_harden_firewall_allow_empty", False, bool,
             "Accept an empty `orthanc_harden_allowed_cidrs` (it cuts off every client of Orthanc)."),
-    Setting("orthanc_harden_firewall_ssh_port", 22, int,
-            "The host's SSH port as the host sees it: never restricted, allowed first when enabling a firewall."),
+    Setting("orthanc_harden_firewall_ssh_port", None, int,
+            "One more SSH port to keep open, added to those found on the host (every port sshd listens on, the "
+            "port of the session): never restricted, allowed first when enabling a firewall."),
+    Setting("orthanc_harden_firewall_confirm_timeout", 120, int,
+            "Seconds after a firewall change before the host puts its firewall back, unless a fresh SSH "
+            "connection from the control node confirmed the change first (commit confirmed)."),
     Setting("orthanc_harden_firewall_remove", False, bool,
             "Removal mode: take away every rule, table and file the tool added, exactly."),
     Setting("orthanc_harden_probe_url", None, str,
@@ -141,6 +146,9 @@ def validate(data) -> list[str]:
         value = get(data, name)
         if isinstance(value, int) and value < 0:
             problems.append(f"{name} must not be negative")
+    confirm = get(data, "orthanc_harden_firewall_confirm_timeout")
+    if isinstance(confirm, int) and not 10 <= confirm <= 3600:
+        problems.append("orthanc_harden_firewall_confirm_timeout must be between 10 and 3600 seconds")
     cidrs = get(data, "orthanc_harden_allowed_cidrs")
     for cidr in cidrs if isinstance(cidrs, list) else []:
         try:

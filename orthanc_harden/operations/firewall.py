@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import secrets
 from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import FunctionCommand, OperationValueError, QuoteString, StringCommand, operation
 
-from .. import outcomes
+from .. import fresh_ssh, outcomes
 from ..settings import FIREWALL_BACKENDS as BACKENDS
+from ..connector import DockerEngineConnector
 from ..facts.orthanc import OrthancFirewallPlan
 from ..remote import program
+from . import hostcmd
 from .report import fail_host, failing
 
 CONTROL = "firewall"
@@ -35,19 +38,52 @@ def request_for(ports, cidrs, backend, enable, allow_empty, ssh_port) -> str:
             raise OperationValueError(f"{cidr!r} is not an IPv4 or IPv6 network (CIDR)") from None
     if not networks and not allow_empty:
         raise OperationValueError("no allowed CIDRs: that cuts off every client; pass allow_empty=True to mean it")
+    if ssh_port is not None and (isinstance(ssh_port, bool) or not isinstance(ssh_port, int)
+                                 or not 0 < ssh_port < 65536):
+        raise OperationValueError(f"ssh_port {ssh_port!r} is not a TCP port (1-65535)")
     if ssh_port in clean_ports:
         raise OperationValueError(f"port {ssh_port} is SSH's: restricting it could lock everyone out")
     return json.dumps({"ports": sorted(set(clean_ports)), "cidrs": networks, "backend": backend, "enable": enable,
                        "allow_empty": allow_empty, "ssh_port": ssh_port})
 
 
-def _apply(state, host, mode: str, request: str) -> bool:
-    ok, output = host.run_shell_command(StringCommand("python3", "-c", QuoteString(program("firewall")), mode),
-                                        _stdin=StringIO(request), _timeout=300)
+def _program(host, mode: str, request: dict) -> tuple[bool, dict]:
+    """Run the firewall program on the host with the operation's connector arguments; (ok, its JSON answer)."""
+    ok, output = hostcmd.run(host, StringCommand("python3", "-c", QuoteString(program("firewall")), mode),
+                             _stdin=StringIO(json.dumps(request)), _timeout=300)
     lines = [line for line in output.stdout_lines if line.startswith("{")]
     result = json.loads(lines[-1]) if lines else {"error": "the firewall program printed nothing"}
-    if not ok or "error" in result:
+    return ok and "error" not in result, result
+
+
+def _confirmed(host, result: dict, token: str) -> str | None:
+    """Commit confirmed: a fresh SSH connection keeps the change (the armed revert is disarmed); without one the
+    change is put back now, over the running session, or by the host's own timer when that session is gone too.
+    None when kept, otherwise the one line that fails the host."""
+    problem = fresh_ssh.connect_again(host)
+    if problem is None:
+        ok, answer = _program(host, "confirm", {"token": token})
+        return None if ok else f"firewall: {answer.get('error') or 'the change could not be confirmed'}"
+    ok, answer = _program(host, "revert", {"token": token})
+    back = ("the change was reverted" if ok else
+            f"reverting over the running session failed ({answer.get('error', 'no answer')}): the host's "
+            f"{result['armed']} reverts it")
+    return f"firewall: a fresh SSH connection failed after the {result['backend']} change ({problem}); {back}"
+
+
+def _apply(state, host, mode: str, request: str, confirm_timeout: int) -> bool:
+    payload = json.loads(request)
+    token = None
+    if mode == "apply" and fresh_ssh.applies(host):
+        token = secrets.token_hex(8)
+        payload.update(token=token, confirm_seconds=confirm_timeout)
+    ok, result = _program(host, mode, payload)
+    if not ok:
         return fail_host(host, CONTROL, f"firewall: {result.get('error') or 'failed'}; see the host's firewall state")
+    if result.get("armed"):
+        failure = _confirmed(host, result, token)
+        if failure:
+            return fail_host(host, CONTROL, failure)
     what = "removed" if mode == "remove" else f"restricted with {result['backend']}"
     message = "; ".join([f"Orthanc ports {what}"] + result.get("notes", []))
     outcomes.record(host.name, CONTROL, "changed", message)
@@ -62,8 +98,9 @@ def restrict(
     backend: str = "auto",
     enable: bool = False,
     allow_empty: bool = False,
-    ssh_port: int = 22,
+    ssh_port: int | None = None,
     present: bool = True,
+    confirm_timeout: int = 120,
 ):
     """
     Allow Orthanc's ports from ``cidrs`` only, with the firewall the host already uses.
@@ -72,11 +109,21 @@ def restrict(
     + cidrs: allowed IPv4/IPv6 networks; everything else is dropped on those ports
     + backend: ``auto`` (running firewalld, active ufw, nftables with a persistent configuration, iptables in
       use, in that order) or one of ``firewalld``, ``ufw``, ``nftables``, ``iptables``
-    + enable: enable an installed but inactive ufw, allowing ``ssh_port`` first; otherwise such a host is reported
-      and left alone
+    + enable: enable an installed but inactive ufw, allowing SSH first (every port sshd listens on, the port this
+      session came in on, and ``ssh_port``); otherwise such a host fails as not compliant, unchanged
     + allow_empty: accept an empty ``cidrs`` (it cuts off every client)
-    + ssh_port: never restricted; allowed first when enabling a firewall
+    + ssh_port: one more SSH port, added to those found on the host: never restricted, allowed when enabling
     + present: ``False`` takes away every rule, table, file and include line the tool added, exactly
+    + confirm_timeout: seconds after which the host puts its firewall back unless a fresh SSH connection has
+      confirmed the change
+
+    No SSH lockout: a change over SSH is "commit confirmed". The host arms a revert of what the change touches
+    (a transient systemd timer, or a detached sleep without systemd) before changing anything; the control node
+    then opens a fresh SSH connection (the host's own connection data and host key) and disarms the revert only
+    when that works; otherwise the change is reverted and the host fails. A failed firewall command puts
+    everything back at once. ``@local`` has no session to lose: its change is checked by re-reading the rules.
+    A host whose firewall cannot be brought to the wanted state (inactive ufw without ``enable``, a foreign rule
+    in the way) fails as not compliant with the reason, unchanged.
 
     Only rules carrying the tool's tag are managed (firewalld policy ``orthanc-harden``, evaluated before every
     zone; ufw comment ``orthanc-harden``, nftables table
@@ -92,6 +139,10 @@ def restrict(
         firewall.restrict(name="Orthanc ports from the PACS network only",
                           ports=[8042, 4242], cidrs=["10.20.0.0/16", "fd00:20::/48"])
     """
+    if isinstance(host.connector, DockerEngineConnector):
+        yield failing(CONTROL, "firewall: a Docker engine reached by its API has no shell to change a firewall "
+                               "with; restrict Orthanc's ports on the engine's host", status="not-compliant")
+        return
     if present:
         request = request_for(ports, cidrs, backend, enable, allow_empty, ssh_port)
         mode, check = "apply", "check"
@@ -99,9 +150,9 @@ def restrict(
         request, mode, check = json.dumps({}), "remove", "remove-check"
     plan = host.get_fact(OrthancFirewallPlan, mode=check, _stdin=StringIO(request))
     if plan.get("unsupported") or plan.get("problems"):
+        # The wanted state cannot be reached: never "No changes" (issue #17); switches and waivers skip a control.
         reason = plan.get("error") or plan["problems"][0]
-        outcomes.record(host.name, CONTROL, "not-compliant", reason)
-        host.noop(f"firewall not changed: {reason}")
+        yield failing(CONTROL, f"firewall not changed: {reason}", status="not-compliant")
         return
     if "error" in plan:
         yield failing(CONTROL, f"firewall: {plan['error']}")
@@ -111,4 +162,4 @@ def restrict(
         host.noop(f"firewall ({plan.get('backend', 'any')}): rules already as wanted"
                   if present else "firewall: no orthanc-harden rules to remove")
         return
-    yield FunctionCommand(_apply, (mode, request), {})
+    yield FunctionCommand(_apply, (mode, request, confirm_timeout), {})

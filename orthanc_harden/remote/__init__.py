@@ -9,10 +9,15 @@ from __future__ import annotations
 from importlib import resources
 
 
+# Parts a body needs besides the library, sent ahead of it.
+PARTS = {"firewall": ("firewall_guard",)}
+
+
 def program(body: str) -> str:
     """The library, then the body (``probe`` or ``auth``), as one Python source text."""
     here = resources.files("orthanc_harden.remote")
-    return here.joinpath("orthanc_config.py").read_text() + "\n\n" + here.joinpath(f"{body}.py").read_text()
+    names = ("orthanc_config", *PARTS.get(body, ()), body)
+    return "\n\n".join(here.joinpath(f"{name}.py").read_text() for name in names)
 
 
 def load(body: str) -> dict:

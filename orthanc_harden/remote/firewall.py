@@ -1,7 +1,8 @@
 # Remote program body: runs after orthanc_config.py on the host (python3 -c PROGRAM check|apply|remove), with a
 # JSON request on stdin: {"ports": [8042, 4242], "cidrs": [...], "backend": "auto", "enable": false,
-# "ssh_port": 22}. Restricts Orthanc's ports with the firewall the host already uses and manages only the
-# rules that carry the orthanc-harden tag (a ufw comment, an nftables table, an iptables chain and comment).
+# "ssh_port": null, "token": "...", "confirm_seconds": 120} (a token arms the revert of firewall_guard.py).
+# Restricts Orthanc's ports with the firewall the host already uses and manages only the rules that carry
+# the orthanc-harden tag (a ufw comment, an nftables table, an iptables chain and comment).
 
 import ipaddress
 import shutil
@@ -96,17 +97,32 @@ def _ufw_tuples(path):
     return rules
 
 
+def ufw_ipv6():
+    """ufw manages IPv6 only with IPV6=yes in /etc/default/ufw; otherwise it refuses every IPv6 rule."""
+    for line in (_read("/etc/default/ufw") or "IPV6=yes").splitlines():
+        if line.strip().startswith("IPV6="):
+            return line.split("=", 1)[1].strip().strip("\"'").lower() == "yes"
+    return False
+
+
 def _ufw_desired(ports, v4, v6):
     def family(cidrs, anywhere):
         allows = [{"action": "allow", "proto": "tcp", "port": str(p), "src": c} for p in ports for c in cidrs]
         denies = [{"action": "deny", "proto": "tcp", "port": str(p), "src": anywhere} for p in ports]
         return allows + denies
     return {"v4": family([c if not c.endswith("/32") else c[:-3] for c in v4], "0.0.0.0/0"),
-            "v6": family([c if not c.endswith("/128") else c[:-4] for c in v6], "::/0")}
+            "v6": family([c if not c.endswith("/128") else c[:-4] for c in v6], "::/0") if ufw_ipv6() else []}
 
 
 def _strip(rule):
     return {k: rule[k] for k in ("action", "proto", "port", "src")}
+
+
+def ufw_notes(v6):
+    if v6 and not ufw_ipv6():
+        return ["IPv6 networks %s not added: ufw has IPv6 off (IPV6=no in /etc/default/ufw), so it neither "
+                "filters nor allows IPv6 on Orthanc's ports" % ", ".join(v6)]
+    return []
 
 
 def ufw_plan(ports, v4, v6):
@@ -114,7 +130,7 @@ def ufw_plan(ports, v4, v6):
     desired = _ufw_desired(ports, v4, v6)
     problems = []
     changed = False
-    for fam in ("v4", "v6"):
+    for fam in ("v4", "v6") if ufw_ipv6() else ("v4",):
         ours = [_strip(r) for r in current[fam] if r["comment"] == TAG]
         leading = [_strip(r) for r in current[fam][:len(ours)] if r["comment"] == TAG]
         if ours != desired[fam] or leading != ours:
@@ -126,33 +142,44 @@ def ufw_plan(ports, v4, v6):
                 problems.append("ufw rule 'allow %s/%s' (not ours) opens port %s to every source and ufw keeps "
                                 "one rule per port and source: delete it (ufw delete allow %s/%s) and re-run"
                                 % (rule["port"], rule["proto"], rule["port"], rule["port"], rule["proto"]))
-    return {"changed": changed, "problems": sorted(set(problems)), "rules": desired}
+    return {"changed": changed, "problems": sorted(set(problems)), "rules": desired, "notes": ufw_notes(v6)}
+
+
+def _ufw_rule_args(rule):
+    return [rule["action"], "proto", rule["proto"], "from", rule["src"], "to", "any", "port", rule["port"]]
 
 
 def _ufw_delete_ours(tags):
-    for _ in range(500):  # bounded: one rule per pass, numbers shift after each delete
-        out = must(["ufw", "status", "numbered"], "ufw status")
-        numbers = [int(line[1:line.index("]")]) for line in out.splitlines()
-                   if line.startswith("[") and any(line.rstrip().endswith("# " + tag) for tag in tags)]
-        if not numbers:
-            return
-        must(["ufw", "--force", "delete", str(max(numbers))], "ufw delete")
-    raise FirewallError("ufw: too many tagged rules to delete")
+    """By rule, not by number: `ufw status numbered` lists nothing while ufw is inactive."""
+    for fam in ("v4", "v6") if ufw_ipv6() else ("v4",):
+        path = "/etc/ufw/user.rules" if fam == "v4" else "/etc/ufw/user6.rules"
+        for rule in _ufw_tuples(path):
+            if rule["comment"] in tags:
+                must(["ufw", "--force", "delete"] + _ufw_rule_args(rule), "ufw delete")
 
 
 def ufw_apply(ports, v4, v6):
+    """Allows first, then the denies right below them, so no moment has a deny without its allows; each family's
+    rules lead its list (a v6 rule's position counts after every v4 rule)."""
     _ufw_delete_ours([TAG])
-    for port in reversed(ports):
-        must(["ufw", "prepend", "deny", "proto", "tcp", "to", "any", "port", str(port), "comment", TAG], "ufw deny")
     desired = _ufw_desired(ports, v4, v6)
-    for fam in ("v6", "v4"):
-        for rule in reversed([r for r in desired[fam] if r["action"] == "allow"]):
-            must(["ufw", "prepend", "allow", "proto", "tcp", "from", rule["src"], "to", "any", "port", rule["port"],
-                  "comment", TAG], "ufw allow")
+    for fam, path in (("v4", "/etc/ufw/user.rules"), ("v6", "/etc/ufw/user6.rules")):
+        allows = [r for r in desired[fam] if r["action"] == "allow"]
+        for rule in reversed(allows):
+            must(["ufw", "prepend"] + _ufw_rule_args(rule) + ["comment", TAG], "ufw allow")
+        for offset, rule in enumerate(r for r in desired[fam] if r["action"] == "deny"):
+            before = len(_ufw_tuples("/etc/ufw/user.rules")) if fam == "v6" else 0
+            position = before + len(allows) + offset + 1
+            if len(_ufw_tuples(path)) >= len(allows) + offset + 1:
+                command = ["ufw", "insert", str(position)]
+            else:
+                command = ["ufw"]  # nothing below: insert refuses a position past the end, append instead
+            must(command + _ufw_rule_args(rule) + ["comment", TAG], "ufw deny")
 
 
-def ufw_enable(ssh_port):
-    must(["ufw", "allow", "proto", "tcp", "to", "any", "port", str(ssh_port), "comment", SSH_TAG], "ufw allow ssh")
+def ufw_enable(ssh_ports):
+    for port in ssh_ports:
+        must(["ufw", "allow", "proto", "tcp", "to", "any", "port", str(port), "comment", SSH_TAG], "ufw allow ssh")
     must(["ufw", "--force", "enable"], "ufw enable")
 
 
@@ -421,7 +448,7 @@ def validate(request):
         v4, v6 = split_cidrs(request.get("cidrs") or [])
     except ValueError as err:
         raise FirewallError("invalid CIDR: %s" % err) from None
-    ssh_port = ssh_port_of(request)
+    ssh_port = request.get("ssh_port")
     if ssh_port in ports:
         raise FirewallError("port %d is SSH's: restricting it could lock everyone out" % ssh_port)
     if not v4 and not v6 and not request.get("allow_empty"):
@@ -451,7 +478,7 @@ def plan(request):
                               "permanent configuration, or use another backend), nothing changed")
         if not request.get("enable"):
             raise Unsupported("%s is installed but inactive: not enabling it (set orthanc_harden_firewall_enable"
-                                " to allow SSH port %s first and enable it)" % (backend, ssh_port_of(request)))
+                              " to enable it, allowing every port sshd listens on first)" % backend)
         result["enable"] = True
     if shutil.which("iptables-save") and ":DOCKER-USER" in run(["iptables-save", "-t", "filter"])[1]:
         result["notes"].append("Docker runs here: ports it publishes bypass the INPUT chain, so these %s rules do "
@@ -460,14 +487,26 @@ def plan(request):
     step = {"ufw": ufw_plan, "nftables": nft_plan, "iptables": ipt_plan, "firewalld": fw_plan}[backend](
         ports, v4, v6)
     result.update(changed=step["changed"] or result["enable"], problems=step["problems"], rules=step["rules"])
+    result["notes"] += step.get("notes", [])
     return result
 
 
-def ssh_port_of(request):
-    return request.get("ssh_port", 22)
+def _change(backend, result, ports, v4, v6, keep_open):
+    if backend == "ufw":
+        ufw_apply(ports, v4, v6)
+        if result["enable"]:
+            ufw_enable(keep_open)  # last: ufw comes up with SSH and Orthanc's rules all in place at once
+    elif backend == "nftables":
+        nft_apply(ports, v4, v6)
+    elif backend == "firewalld":
+        result["notes"] += fw_apply(ports, v4, v6)
+    else:
+        result["notes"] += ipt_apply(ports, v4, v6)
 
 
 def apply(request):
+    """Change the firewall under a snapshot: any failure puts it back at once. With a `token` a revert is armed
+    first and stays armed until the control node, having opened a fresh SSH connection, confirms."""
     result = plan(request)
     if result["problems"]:
         raise FirewallError(result["problems"][0])
@@ -475,19 +514,31 @@ def apply(request):
         return result
     ports, v4, v6 = validate(request)
     backend = result["backend"]
-    if backend == "ufw":
-        if result["enable"]:
-            ufw_enable(ssh_port_of(request))
-        ufw_apply(ports, v4, v6)
-    elif backend == "nftables":
-        nft_apply(ports, v4, v6)
-    elif backend == "firewalld":
-        result["notes"] += fw_apply(ports, v4, v6)
-    else:
-        result["notes"] += ipt_apply(ports, v4, v6)
-    after = plan(dict(request, enable=False))
-    if after["changed"]:
-        raise FirewallError("%s: the rules did not come out as planned" % backend)
+    keep_open = ssh_ports(request.get("ssh_port"))
+    clash = sorted(set(ports) & set(keep_open))
+    if clash:
+        raise FirewallError("port %d is SSH's (sshd listens on it, or this session came in on it): restricting "
+                            "it could lock everyone out" % clash[0])
+    result["ssh_ports"] = keep_open
+    token = request.get("token")
+    with _lock():
+        snap = snapshot(backend)
+        if token:
+            result["armed"] = arm(snap, token, int(request.get("confirm_seconds") or 120))
+        try:
+            _change(backend, result, ports, v4, v6, keep_open)
+            if plan(dict(request, enable=False))["changed"]:
+                raise FirewallError("%s: the rules did not come out as planned" % backend)
+        except Exception as err:
+            try:
+                restore(snap)
+                back = "the firewall was put back as it was"
+            except FirewallError as failed:
+                back = str(failed)
+            finally:
+                if token:
+                    disarm()
+            raise FirewallError("%s; %s" % (err, back)) from None
     return result
 
 
@@ -522,16 +573,21 @@ def remove(request, dry=False):
 
 def main():
     mode = sys.argv[1]
+    if mode in ("revert-due", "revert-after"):  # the armed revert, from its timer or detached sleep: no stdin
+        revert_due(int(sys.argv[2]) if mode == "revert-after" else 0)
+        return
     request = json.loads(sys.stdin.read())
     try:
         if mode == "remove-check":
             result = remove(request, dry=True)
+        elif mode in ("confirm", "revert"):
+            result = settle(request["token"], keep=mode == "confirm")
         else:
             result = {"check": plan, "apply": apply, "remove": remove}[mode](request)
     except FirewallError as err:
         result = {"error": str(err), "unsupported": isinstance(err, Unsupported)}
     print(json.dumps(result, sort_keys=True))
-    if mode in ("apply", "remove") and "error" in result:
+    if mode in ("apply", "remove", "confirm", "revert") and "error" in result:
         sys.exit(1)
 
 

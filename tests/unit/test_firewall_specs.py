@@ -59,6 +59,7 @@ def test_program_validation(remote, request_, message):
 
 class FakeHost:
     name = "pacs-01"
+    connector = None
 
     def __init__(self, plan):
         self.plan, self.noops, self.requests = plan, [], []
@@ -84,7 +85,7 @@ def test_no_change_is_a_no_op():
     fake, commands = _run({"backend": "ufw", "changed": False, "problems": []})
     assert commands == [] and fake.noops == ["firewall (ufw): rules already as wanted"]
     assert fake.requests == [("check", {"ports": [4242, 8042], "cidrs": ["10.0.0.0/8"], "backend": "auto",
-                                        "enable": False, "allow_empty": False, "ssh_port": 22})]
+                                        "enable": False, "allow_empty": False, "ssh_port": None})]
 
 
 def test_change_applies_with_the_same_request():
@@ -94,9 +95,21 @@ def test_change_applies_with_the_same_request():
     assert json.loads(apply.args[1])["cidrs"] == ["10.0.0.1/32", "fd00::/8"]
 
 
-def test_unsupported_firewall_is_reported_not_compliant_without_change():
-    fake, commands = _run({"error": "ufw is installed but inactive: not enabling it", "unsupported": True})
-    assert commands == []
+@pytest.mark.parametrize("plan", [
+    {"error": "ufw is installed but inactive: not enabling it", "unsupported": True},
+    {"backend": "ufw", "changed": True, "problems": ["ufw rule 'allow 8042/tcp' (not ours) opens port 8042"]},
+])
+def test_a_state_that_cannot_be_reached_fails_the_host_never_no_changes(plan):
+    """Issue #17: on its own in an operator's deploy, restrict must not end as "No changes" with ports open."""
+    fake, commands = _run(plan)
+    assert fake.noops == []
+    (fail,) = commands
+    assert isinstance(fail, FunctionCommand)
+    logged = []
+    fake.log_styled = lambda message, **kwargs: logged.append(message)
+    assert fail.function(None, fake) is False  # False fails the host
+    reason = plan.get("error") or plan["problems"][0]
+    assert logged == [f"firewall not changed: {reason}"]
     assert outcomes.for_host("pacs-01")["firewall"]["status"] == "not-compliant"
 
 
@@ -106,7 +119,7 @@ def test_removal_needs_no_ports_or_cidrs():
 
 
 @pytest.mark.parametrize("kwargs", [{"cidrs": ["10.0.0.300/8"]}, {"cidrs": []}, {"ports": [70000]},
-                                    {"ports": [22]}, {"backend": "pf"}])
+                                    {"ports": [2222], "ssh_port": 2222}, {"ssh_port": 0}, {"backend": "pf"}])
 def test_bad_input_is_refused_before_asking_the_host(kwargs):
     fake = FakeHost({})
     with ctx_host.use(fake), pytest.raises(OperationValueError):
