@@ -8,11 +8,18 @@ that same key. It never adds anything to known_hosts (no trust on first use).
 
 from __future__ import annotations
 
+import logging
 import socket
 
 from paramiko import MissingHostKeyPolicy, SSHException
 from pyinfra.connectors.ssh import SSHConnector
 from pyinfra.connectors.sshuserclient.client import SSHClient
+
+
+# paramiko's transport thread logs a refused connection with a traceback; the cause goes into the host's one line.
+_LOG_CHANNEL = "orthanc_harden.fresh_ssh.paramiko"
+logging.getLogger(_LOG_CHANNEL).propagate = False
+logging.getLogger(_LOG_CHANNEL).addHandler(logging.NullHandler())
 
 
 class _SessionKeyOnly(MissingHostKeyPolicy):
@@ -48,6 +55,7 @@ def connect_again(host, timeout: float = 15) -> str | None:
     hostname = kwargs.pop("hostname")
     kwargs.update(timeout=timeout, banner_timeout=timeout, auth_timeout=timeout)
     client = _PinnedClient(key)
+    client.set_log_channel(_LOG_CHANNEL)
     try:
         client.connect(hostname, **kwargs)
         _, stdout, _ = client.exec_command("true", timeout=timeout)

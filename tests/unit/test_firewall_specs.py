@@ -134,3 +134,92 @@ def test_iptables_in_use_ignores_the_jumps_a_disabled_ufw_leaves(remote):
     assert remote["iptables_in_use"](disabled_ufw + "-A INPUT -p tcp --dport 22 -j ACCEPT\n") is True
     assert remote["iptables_in_use"](":INPUT DROP [0:0]\n") is True
     assert remote["iptables_in_use"](":INPUT ACCEPT [0:0]\n") is False
+
+
+class CallbackHost(FakeHost):
+    """What `_apply` touches: the op's connector arguments and the host's commands, answered from a script."""
+
+    def __init__(self, answers, connector=None, op_args=None):
+        super().__init__({})
+        self.connector, self.current_op_global_arguments = connector, op_args or {}
+        self.answers, self.commands, self.logged = list(answers), [], []
+
+    def run_shell_command(self, command, **kwargs):
+        from pyinfra.connectors.util import CommandOutput, OutputLine
+
+        self.commands.append((str(command).rsplit(" ", 1)[-1], json.loads(kwargs["_stdin"].getvalue()), kwargs))
+        ok, answer = self.answers.pop(0)
+        return ok, CommandOutput([OutputLine("stdout", json.dumps(answer))])
+
+    def log_styled(self, message, **kwargs):
+        self.logged.append(message)
+
+
+REQUEST = json.dumps({"ports": [8042], "cidrs": ["10.0.0.0/8"], "backend": "auto", "enable": True,
+                      "allow_empty": False, "ssh_port": None})
+
+
+def _ssh_connector():
+    from pyinfra.connectors.ssh import SSHConnector
+
+    return SSHConnector.__new__(SSHConnector)
+
+
+def test_callback_commands_carry_the_operations_connector_arguments():
+    """Issue #17: a fleet reached as a sudo user gets its firewall (the callback's command runs with _sudo)."""
+    fake = CallbackHost([(True, {"backend": "ufw", "notes": []})], op_args={"_sudo": True, "_sudo_user": "root"})
+    outcomes.clear()
+    assert firewall._apply(None, fake, "apply", REQUEST, 120) is True
+    (mode, payload, kwargs), = fake.commands
+    assert mode == "apply" and kwargs["_sudo"] is True and kwargs["_sudo_user"] == "root"
+    assert "token" not in payload, "no SSH session (here: no SSH connector), nothing to confirm"
+
+
+def test_a_change_over_ssh_is_confirmed_with_a_fresh_connection(monkeypatch):
+    monkeypatch.setattr(firewall.fresh_ssh, "connect_again", lambda host: None)
+    fake = CallbackHost([(True, {"backend": "ufw", "notes": [], "armed": "systemd timer t"}),
+                         (True, {"confirmed": True})], connector=_ssh_connector())
+    outcomes.clear()
+    assert firewall._apply(None, fake, "apply", REQUEST, 45) is True
+    (apply_mode, payload, _), (confirm_mode, confirm, _) = fake.commands
+    assert payload["confirm_seconds"] == 45 and len(payload["token"]) == 16
+    assert (confirm_mode, confirm) == ("confirm", {"token": payload["token"]})
+    assert outcomes.for_host("pacs-01")["firewall"]["status"] == "changed"
+
+
+def test_a_failed_fresh_connection_reverts_and_fails_the_host_with_one_line(monkeypatch):
+    monkeypatch.setattr(firewall.fresh_ssh, "connect_again", lambda host: "TimeoutError: timed out")
+    fake = CallbackHost([(True, {"backend": "nftables", "notes": [], "armed": "systemd timer t"}),
+                         (True, {"reverted": True})], connector=_ssh_connector())
+    outcomes.clear()
+    assert firewall._apply(None, fake, "apply", REQUEST, 120) is False
+    assert [c[0] for c in fake.commands] == ["apply", "revert"]
+    assert fake.logged == ["firewall: a fresh SSH connection failed after the nftables change (TimeoutError: timed "
+                           "out); the change was reverted"]
+    assert outcomes.for_host("pacs-01")["firewall"]["status"] == "failed"
+
+
+def test_ufw_with_ipv6_off_plans_no_v6_rules_and_says_so(remote, tmp_path, monkeypatch):
+    monkeypatch.setitem(remote, "_read", lambda path: "IPV6=no\n" if path == "/etc/default/ufw" else None)
+    assert remote["_ufw_desired"]([8042], ["10.0.0.0/8"], ["fd00::/64"])["v6"] == []
+    assert remote["ufw_notes"](["fd00::/64"]) == [
+        "IPv6 networks fd00::/64 not added: ufw has IPv6 off (IPV6=no in /etc/default/ufw), so it neither filters "
+        "nor allows IPv6 on Orthanc's ports"]
+
+
+def test_ufw_apply_adds_allows_before_denies(remote, monkeypatch):
+    """A deny never goes in ahead of its allows: a failing allow would otherwise cut every client off."""
+    rules: dict = {"/etc/ufw/user.rules": [], "/etc/ufw/user6.rules": []}
+    issued = []
+
+    def must(argv, what, timeout=60, stdin=None):
+        issued.append(" ".join(argv[1:]))
+        fam = "/etc/ufw/user6.rules" if ":" in argv[argv.index("from") + 1] else "/etc/ufw/user.rules"
+        rules[fam].append({"comment": "x"})
+        return ""
+
+    monkeypatch.setitem(remote, "must", must)
+    monkeypatch.setitem(remote, "_ufw_tuples", lambda path: rules[path])
+    monkeypatch.setitem(remote, "_read", lambda path: "IPV6=yes\n" if path == "/etc/default/ufw" else None)
+    remote["ufw_apply"]([8042], ["10.0.0.0/8"], ["fd00::/64"])
+    assert [line.split(" proto")[0] for line in issued] == ["prepend allow", "deny", "prepend allow", "deny"]
