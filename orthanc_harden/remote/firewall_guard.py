@@ -202,16 +202,23 @@ def _pending():
 def arm(snap, token, seconds):
     """Save `snap` and schedule its restore in `seconds`, before anything changes (the caller holds the lock)."""
     if _pending() is not None:
-        raise FirewallError("a firewall revert armed by an earlier run is still pending in %s: wait for it (at "
-                            "most the confirm timeout) and re-run" % GUARD_DIR)
+        if _armed():
+            raise FirewallError("a firewall revert armed by an earlier run is still pending in %s: wait for it "
+                                "(at most its confirm timeout) and re-run" % GUARD_DIR)
+        raise FirewallError("an unconfirmed firewall change of an earlier run was never reverted (its timer is "
+                            "gone, e.g. after a reboot): check the firewall, then remove %s and re-run" % SNAPSHOT)
     write_atomically(PROGRAM_COPY, _own_source(), 0o600, 0, 0)
     write_atomically(SNAPSHOT, json.dumps(dict(snap, token=token)), 0o600, 0, 0)
     if _systemd():
         run(["systemctl", "reset-failed", GUARD_UNIT + ".service", GUARD_UNIT + ".timer"])
-        must(["systemd-run", "--unit=" + GUARD_UNIT, "--on-active=%ds" % seconds,
-              "--timer-property=AccuracySec=1s", "--description=orthanc-harden: put the firewall back unless "
-              "the change is confirmed", sys.executable, PROGRAM_COPY, "revert-due"], "systemd-run (arming the "
-             "revert)")
+        try:
+            must(["systemd-run", "--unit=" + GUARD_UNIT, "--on-active=%ds" % seconds,
+                  "--timer-property=AccuracySec=1s", "--description=orthanc-harden: put the firewall back unless "
+                  "the change is confirmed", sys.executable, PROGRAM_COPY, "revert-due"],
+                 "systemd-run (arming the revert)")
+        except FirewallError:
+            disarm()  # nothing changed yet: no revert to keep
+            raise
         return "systemd timer %s.timer" % GUARD_UNIT
     import subprocess
     sleeper = subprocess.Popen([sys.executable, PROGRAM_COPY, "revert-after", str(seconds)],
@@ -221,15 +228,30 @@ def arm(snap, token, seconds):
     return "detached sleep, pid %d" % sleeper.pid
 
 
+def _sleeper_pid():
+    pid = (_read(PID_FILE) or "").strip()
+    if pid.isdigit() and int(pid) != os.getpid() and \
+            PROGRAM_COPY.encode() in (_read_bytes("/proc/%s/cmdline" % pid) or b""):
+        return int(pid)
+    return None
+
+
+def _armed():
+    if _systemd():
+        state = run(["systemctl", "show", "-p", "SubState", "--value", GUARD_UNIT + ".timer"])[1].strip()
+        if state in ("waiting", "running"):
+            return True
+    return _sleeper_pid() is not None
+
+
 def disarm():
     if _systemd():
         run(["systemctl", "stop", GUARD_UNIT + ".timer"])
         run(["systemctl", "reset-failed", GUARD_UNIT + ".service", GUARD_UNIT + ".timer"])
-    pid = (_read(PID_FILE) or "").strip()
-    mine = pid.isdigit() and int(pid) != os.getpid()
-    if mine and PROGRAM_COPY.encode() in (_read_bytes("/proc/%s/cmdline" % pid) or b""):
+    pid = _sleeper_pid()
+    if pid:
         try:
-            os.kill(int(pid), signal.SIGTERM)
+            os.kill(pid, signal.SIGTERM)
         except OSError:
             pass
     for path in (SNAPSHOT, PID_FILE, PROGRAM_COPY):

@@ -20,13 +20,15 @@ from tests.integration.conftest import run_on as _sh
 
 pytestmark = pytest.mark.lab
 
-LAB = "pytest-firewall"
+# Overridable so that parallel runs each use a lab and ports of their own.
+LAB = os.environ.get("OH_FIREWALL_TEST_LAB", "pytest-firewall")
+PORT_BASE = int(os.environ.get("OH_FIREWALL_TEST_PORT_BASE", "29600"))
 V6_NET = "fd00:4242::/64"  # exercises the IPv6 rules; no IPv6 traffic runs in the lab
 
 
 @pytest.fixture(scope="module")
-def fw_lab(lab, tmp_path_factory):
-    data = fresh_lab(LAB, 5, 0, 29600)
+def fw_lab(tmp_path_factory):
+    data = fresh_lab(LAB, 5, 0, PORT_BASE)
     inventory = tmp_path_factory.mktemp("fw") / "inventory.py"
     inventory.write_text(SUBSET_INVENTORY)
     data["inventory"] = str(inventory)
@@ -103,7 +105,7 @@ def test_firewalld_runtime_only_changes_are_not_discarded_by_a_reload(fw_lab, fi
     _sh(client, "firewall-cmd --remove-port=7777/tcp")
     client.close()
     assert code != 0, "a refused firewall makes the host not compliant"
-    assert (f"[{firewalld_host['name']}] noop: firewall not changed: firewalld has runtime changes that are not in "
+    assert (f"[{firewalld_host['name']}] firewall not changed: firewalld has runtime changes that are not in "
             "its permanent configuration") in output, output[-2000:]
     assert after == before and "7777/tcp" in after
 

@@ -160,26 +160,40 @@ def test_a_fresh_connection_that_fails_puts_the_firewall_back_and_fails_the_host
     client.close()
 
 
-def test_the_host_reverts_by_itself_when_nobody_confirms(fw):
-    """The control node is gone after the change (no confirmation, no revert over SSH): the host's timer fires."""
+# Without systemd the revert is a detached sleep: the same host, with a PATH that has no systemd-run on it.
+NO_SYSTEMD_RUN = ("mkdir -p /tmp/no-systemd-run && for f in /usr/sbin/* /usr/bin/* /sbin/* /bin/*; do "
+                  "ln -sf \"$f\" /tmp/no-systemd-run/; done; rm -f /tmp/no-systemd-run/systemd-run")
+
+
+@pytest.mark.parametrize("how, armed", [
+    ("", "systemd timer orthanc-harden-firewall-revert.timer"),
+    ("PATH=/tmp/no-systemd-run ", "detached sleep, pid "),
+])
+def test_the_host_reverts_by_itself_when_nobody_confirms(fw, how, armed):
+    """The control node is gone after the change (no confirmation, no revert over SSH): the host reverts alone."""
     entry = fw["hosts"][1]
     client = ssh_to(fw, entry)
     before = _ufw_state(client)
     assert "Status: inactive" in before
+    if how:
+        assert _sh(client, NO_SYSTEMD_RUN)[0] == 0
     request = {"ports": [8042, 4242], "cidrs": [f"{_gateway(client)}/32"], "backend": "auto", "enable": True,
                "allow_empty": False, "ssh_port": None, "token": "0123456789abcdef", "confirm_seconds": 10}
-    stdin, stdout, _ = client.exec_command(f"python3 -c {_quote(program('firewall'))} apply")
+    stdin, stdout, _ = client.exec_command(f"{how}python3 -c {_quote(program('firewall'))} apply")
     stdin.write(json.dumps(request))
     stdin.channel.shutdown_write()
     answer = json.loads(stdout.read().decode().strip().splitlines()[-1])
-    assert answer.get("armed") == "systemd timer orthanc-harden-firewall-revert.timer", answer
+    assert answer.get("armed", "").startswith(armed), answer
     assert "Status: active" in _sh(client, "ufw status")[1]
+    client.close()  # the session that made the change ends, as a lost control node's would
     deadline = time.monotonic() + 60
+    client = ssh_to(fw, entry)
     while _sh(client, f"test -e {SNAPSHOT}")[0] == 0 and time.monotonic() < deadline:
         time.sleep(1)
-    assert _ufw_state(client) == before, "the timer put the firewall back"
-    journal = _sh(client, "journalctl --no-pager -o cat -u orthanc-harden-firewall-revert.service")[1]
-    assert "has been put back" in journal, journal
+    assert _ufw_state(client) == before, "the host put the firewall back"
+    if not how:
+        journal = _sh(client, "journalctl --no-pager -o cat -u orthanc-harden-firewall-revert.service")[1]
+        assert "has been put back" in journal, journal
     client.close()
 
 
