@@ -26,8 +26,9 @@ from tests.integration.hosts_firewall import connect, sshd_on_port
 
 pytestmark = pytest.mark.lab
 
-LAB = "hfw"
-PORT_BASE = 14000
+# Overridable so that parallel runs each use a lab and ports of their own.
+LAB = os.environ.get("OH_LOCKOUT_TEST_LAB", "pytest-lockout")
+PORT_BASE = int(os.environ.get("OH_LOCKOUT_TEST_PORT_BASE", "31600"))
 CANARY = "Canary-lockout-5e1b-\"x'"
 SNAPSHOT = "/var/lib/orthanc-harden/firewall-revert/snapshot.json"
 
