@@ -164,37 +164,49 @@ def test_a_fresh_connection_that_fails_puts_the_firewall_back_and_fails_the_host
 # Without systemd the revert is a detached sleep: the same host, with a PATH that has no systemd-run on it.
 NO_SYSTEMD_RUN = ("mkdir -p /tmp/no-systemd-run && for f in /usr/sbin/* /usr/bin/* /sbin/* /bin/*; do "
                   "ln -sf \"$f\" /tmp/no-systemd-run/; done; rm -f /tmp/no-systemd-run/systemd-run")
+UFW_STATE = "ufw status verbose; cat /etc/ufw/user.rules /etc/ufw/user6.rules /etc/ufw/ufw.conf"
+IPT_RULE = "INPUT -p tcp --dport 9999 -m comment --comment foreign -j ACCEPT"
+NFT_STATE = "nft list ruleset; cat /etc/nftables.conf; test -e /etc/orthanc-harden/nftables.nft && echo ours"
+REVERTS = {
+    # name: (setup, state, teardown, prefix of the remote command, how the revert is armed)
+    "ufw-systemd": ("true", UFW_STATE, "true", "", "systemd timer orthanc-harden-firewall-revert.timer"),
+    "ufw-no-systemd": (NO_SYSTEMD_RUN, UFW_STATE, "true", "PATH=/tmp/no-systemd-run ", "detached sleep, pid "),
+    "iptables": (f"iptables -A {IPT_RULE}", "iptables -S; ip6tables -S", f"iptables -D {IPT_RULE}", "",
+                 "systemd timer"),
+    # Last: starting nftables flushes the whole ruleset, ufw's chains with it.
+    "nftables": ("systemctl enable --now nftables", NFT_STATE, "systemctl disable --now nftables", "",
+                 "systemd timer"),
+}
 
 
-@pytest.mark.parametrize("how, armed", [
-    ("", "systemd timer orthanc-harden-firewall-revert.timer"),
-    ("PATH=/tmp/no-systemd-run ", "detached sleep, pid "),
-])
-def test_the_host_reverts_by_itself_when_nobody_confirms(fw, how, armed):
-    """The control node is gone after the change (no confirmation, no revert over SSH): the host reverts alone."""
+@pytest.mark.parametrize("case", list(REVERTS))
+def test_the_host_reverts_by_itself_when_nobody_confirms(fw, case):
+    """The control node is gone after the change (no confirmation, no revert over SSH): the host puts back exactly
+    what the change touched, with its timer (or its detached sleep without systemd), on each backend."""
+    setup, state, teardown, prefix, armed = REVERTS[case]
     entry = fw["hosts"][1]
     client = ssh_to(fw, entry)
-    before = _ufw_state(client)
-    assert "Status: inactive" in before
-    if how:
-        assert _sh(client, NO_SYSTEMD_RUN)[0] == 0
-    request = {"ports": [8042, 4242], "cidrs": [f"{_gateway(client)}/32"], "backend": "auto", "enable": True,
-               "allow_empty": False, "ssh_port": None, "token": "0123456789abcdef", "confirm_seconds": 10}
-    stdin, stdout, _ = client.exec_command(f"{how}python3 -c {_quote(program('firewall'))} apply")
+    assert _sh(client, setup)[0] == 0
+    before = _sh(client, state)[1]
+    request = {"ports": [8042, 4242], "cidrs": [f"{_gateway(client)}/32"], "backend": "auto",
+               "enable": case.startswith("ufw"), "allow_empty": False, "ssh_port": None,
+               "token": "0123456789abcdef", "confirm_seconds": 10}
+    stdin, stdout, _ = client.exec_command(f"{prefix}python3 -c {_quote(program('firewall'))} apply")
     stdin.write(json.dumps(request))
     stdin.channel.shutdown_write()
     answer = json.loads(stdout.read().decode().strip().splitlines()[-1])
-    assert answer.get("armed", "").startswith(armed), answer
-    assert "Status: active" in _sh(client, "ufw status")[1]
+    assert answer.get("armed", "").startswith(armed) and answer["backend"] == case.split("-")[0], answer
+    assert _sh(client, state)[1] != before, "the change was made"
     client.close()  # the session that made the change ends, as a lost control node's would
     deadline = time.monotonic() + 60
     client = ssh_to(fw, entry)
     while _sh(client, f"test -e {SNAPSHOT}")[0] == 0 and time.monotonic() < deadline:
         time.sleep(1)
-    assert _ufw_state(client) == before, "the host put the firewall back"
-    if not how:
+    assert _sh(client, state)[1] == before, "the host put the firewall back"
+    if armed.startswith("systemd"):
         journal = _sh(client, "journalctl --no-pager -o cat -u orthanc-harden-firewall-revert.service")[1]
         assert "has been put back" in journal, journal
+    assert _sh(client, teardown)[0] == 0
     client.close()
 
 
