@@ -47,6 +47,13 @@ def request_for(ports, cidrs, backend, enable, allow_empty, ssh_port) -> str:
                        "allow_empty": allow_empty, "ssh_port": ssh_port})
 
 
+def _unreachable(state, host, message: str) -> bool:
+    """Fail the host as not compliant: left as it was for a stated reason. Recorded as the host's compliance
+    verdict too, so that reports say not-compliant, as they do when ``report.compliant`` fails a host."""
+    outcomes.record(host.name, "compliance", "not-compliant", message)
+    return fail_host(host, CONTROL, message, status="not-compliant")
+
+
 def _program(host, mode: str, request: dict) -> tuple[bool, dict]:
     """Run the firewall program on the host with the operation's connector arguments; (ok, its JSON answer)."""
     ok, output = hostcmd.run(host, StringCommand("python3", "-c", QuoteString(program("firewall")), mode),
@@ -140,8 +147,8 @@ def restrict(
                           ports=[8042, 4242], cidrs=["10.20.0.0/16", "fd00:20::/48"])
     """
     if isinstance(host.connector, DockerEngineConnector):
-        yield failing(CONTROL, "firewall: a Docker engine reached by its API has no shell to change a firewall "
-                               "with; restrict Orthanc's ports on the engine's host", status="not-compliant")
+        yield FunctionCommand(_unreachable, ("firewall: a Docker engine reached by its API has no shell to change "
+                                             "a firewall with; restrict Orthanc's ports on the engine's host",), {})
         return
     if present:
         request = request_for(ports, cidrs, backend, enable, allow_empty, ssh_port)
@@ -152,14 +159,14 @@ def restrict(
     if plan.get("unsupported") or plan.get("problems"):
         # The wanted state cannot be reached: never "No changes" (issue #17); switches and waivers skip a control.
         reason = plan.get("error") or plan["problems"][0]
-        yield failing(CONTROL, f"firewall not changed: {reason}", status="not-compliant")
+        yield FunctionCommand(_unreachable, (f"firewall not changed: {reason}",), {})
         return
     if "error" in plan:
         yield failing(CONTROL, f"firewall: {plan['error']}")
         return
     if not plan["changed"]:
         outcomes.record(host.name, CONTROL, "ok", "firewall rules in place" if present else "no rules of ours")
-        host.noop(f"firewall ({plan.get('backend', 'any')}): rules already as wanted"
-                  if present else "firewall: no orthanc-harden rules to remove")
+        host.noop("; ".join([f"firewall ({plan.get('backend', 'any')}): rules already as wanted"
+                             if present else "firewall: no orthanc-harden rules to remove"] + plan.get("notes", [])))
         return
     yield FunctionCommand(_apply, (mode, request, confirm_timeout), {})

@@ -230,6 +230,13 @@ def test_restrict_on_an_inactive_ufw_without_enable_fails_at_default_verbosity(f
             in output), output[-3000:]
     assert f"[{entry['name']}] No changes" not in output
     assert _ufw_state(client) == before
+
+    # The packaged run reports such a host as not compliant (left as it was, for the stated reason), not failed.
+    code, output, report = _remediate(fw, entry, {"orthanc_harden_firewall_enable": False})
+    (row,) = report["hosts"]
+    assert code != 0 and row["status"] == "not-compliant", output[-3000:]
+    assert "firewall not changed: ufw is installed but inactive" in row["reason"], row
+    assert _ufw_state(client) == before
     client.close()
 
 

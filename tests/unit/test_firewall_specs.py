@@ -107,10 +107,12 @@ def test_a_state_that_cannot_be_reached_fails_the_host_never_no_changes(plan):
     assert isinstance(fail, FunctionCommand)
     logged = []
     fake.log_styled = lambda message, **kwargs: logged.append(message)
-    assert fail.function(None, fake) is False  # False fails the host
+    assert fail.function(None, fake, *fail.args) is False  # False fails the host
     reason = plan.get("error") or plan["problems"][0]
     assert logged == [f"firewall not changed: {reason}"]
-    assert outcomes.for_host("pacs-01")["firewall"]["status"] == "not-compliant"
+    found = outcomes.for_host("pacs-01")
+    assert found["firewall"]["status"] == "not-compliant"
+    assert found["compliance"]["status"] == "not-compliant", "reports: not-compliant (left as it was), not failed"
 
 
 def test_removal_needs_no_ports_or_cidrs():
