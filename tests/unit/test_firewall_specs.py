@@ -225,3 +225,58 @@ def test_ufw_apply_adds_allows_before_denies(remote, monkeypatch):
     monkeypatch.setitem(remote, "_read", lambda path: "IPV6=yes\n" if path == "/etc/default/ufw" else None)
     remote["ufw_apply"]([8042], ["10.0.0.0/8"], ["fd00::/64"])
     assert [line.split(" proto")[0] for line in issued] == ["prepend allow", "deny", "prepend allow", "deny"]
+
+
+class FakeFirewalld:
+    """firewall-cmd's view of the orthanc-harden policy, permanent and runtime, changed by the commands issued."""
+
+    def __init__(self, permanent, runtime):
+        self.policies = {True: permanent, False: runtime}
+        self.issued = []
+
+    def policy(self, permanent):
+        found = self.policies[permanent]
+        return None if found is None else {"settings": {}, "rules": list(found)}
+
+    def must(self, argv, what, timeout=60, stdin=None):
+        self.issued.append(argv)
+        permanent = "--permanent" in argv
+        option = argv[-1]
+        if option.startswith("--add-rich-rule="):
+            self.policies[permanent].append(option.split("=", 1)[1])
+        elif option.startswith("--remove-rich-rule="):
+            self.policies[permanent].remove(option.split("=", 1)[1])
+        elif option.startswith("--delete-policy="):
+            self.policies[permanent] = None
+        return ""
+
+
+@pytest.mark.parametrize("before", [
+    {"permanent": ["old"], "runtime": ["old"]},  # our policy held other networks: they come back
+    {"permanent": None, "runtime": None},  # the change created the policy: it goes again
+])
+def test_firewalld_restore_puts_the_policy_back(remote, monkeypatch, before):
+    fake = FakeFirewalld(["new-allow", "new-drop"], ["new-allow", "new-drop"])
+    monkeypatch.setitem(remote, "_fw_policy", fake.policy)
+    monkeypatch.setitem(remote, "must", fake.must)
+    snap = {"backend": "firewalld",
+            "permanent": before["permanent"] and {"settings": {}, "rules": before["permanent"]},
+            "runtime": before["runtime"] and {"settings": {}, "rules": before["runtime"]}}
+    remote["restore"](snap)
+    assert fake.policies[True] == before["permanent"]
+    assert fake.policies[False] == (before["runtime"] or [])  # runtime rules gone, no reload needed
+
+
+def test_ssh_ports_found_on_the_host(remote, monkeypatch):
+    outputs = {
+        "-T": "port 2222\nlistenaddress [::]:2222\nlistenaddress 0.0.0.0:2222\n",
+        "-Hltnp": 'LISTEN 0 128 0.0.0.0:2222 0.0.0.0:* users:(("sshd",pid=39,fd=3))\n'
+                  "LISTEN 0 200 0.0.0.0:8042 0.0.0.0:*\n"
+                  'LISTEN 0 128 10.0.0.5:2200 0.0.0.0:* users:(("sshd",pid=39,fd=5))\n',
+        "sshd.socket": "Listen=[::]:22 (Stream)\nActiveState=inactive\n\nActiveState=inactive\n",
+    }
+    monkeypatch.setitem(remote, "run", lambda argv, **kw: (0, outputs.get(argv[-1], outputs.get(argv[1], "")), ""))
+    monkeypatch.setitem(remote, "session_port", lambda: 2022)
+    monkeypatch.setattr(remote["shutil"], "which", lambda name: "/usr/bin/" + name)
+    # A disabled ssh.socket's port 22 is not open; a session through a forwarded port and the extra one count.
+    assert remote["ssh_ports"](2300) == [2022, 2200, 2222, 2300]
