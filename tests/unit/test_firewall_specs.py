@@ -280,3 +280,23 @@ def test_ssh_ports_found_on_the_host(remote, monkeypatch):
     monkeypatch.setattr(remote["shutil"], "which", lambda name: "/usr/bin/" + name)
     # A disabled ssh.socket's port 22 is not open; a session through a forwarded port and the extra one count.
     assert remote["ssh_ports"](2300) == [2022, 2200, 2222, 2300]
+
+
+def test_the_sessions_port_is_found_through_sudo(remote, monkeypatch):
+    """sudo resets the environment: the program (pid 300) under sudo (200) finds SSH_CONNECTION in the login
+    shell (100) that started sudo."""
+    import io
+
+    procs = {300: (b"PATH=/usr/bin\0SUDO_USER=deploy\0", 200), 200: (b"PATH=/usr/bin\0", 100),
+             100: (b"USER=deploy\0SSH_CONNECTION=10.0.0.9 51000 10.0.0.5 2022\0", 90)}
+
+    def fake_open(path, mode="r"):
+        pid = int(path.split("/")[2])
+        environ, ppid = procs[pid]
+        if path.endswith("/environ"):
+            return io.BytesIO(environ)
+        return io.StringIO(f"{pid} (python3) S {ppid} 1 1 0")
+
+    monkeypatch.setitem(remote, "open", fake_open)
+    monkeypatch.setattr(remote["os"], "getpid", lambda: 300)
+    assert remote["session_port"]() == 2022
