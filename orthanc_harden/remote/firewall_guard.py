@@ -269,7 +269,8 @@ def _read_bytes(path):
 
 def settle(token, keep):
     """The control node's verdict on an armed change: `keep` (a fresh SSH connection worked) disarms the revert,
-    otherwise the snapshot is restored now. Either way the pending revert is gone afterwards."""
+    otherwise the snapshot is restored now. The pending revert is gone afterwards, unless restoring failed: then
+    its timer tries once more."""
     with _lock():
         pending = _pending()
         if pending is None or pending.get("token") != token:
@@ -278,10 +279,8 @@ def settle(token, keep):
         if keep:
             disarm()
             return {"confirmed": True}
-        try:
-            restore(pending)
-        finally:
-            disarm()
+        restore(pending)  # when it fails, the revert stays armed: the timer tries once more
+        disarm()
         return {"reverted": True}
 
 
