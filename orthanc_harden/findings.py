@@ -56,6 +56,9 @@ CATALOGUE = {c.id: c for c in [
             "Keep each top-level key in one file of the configuration directory."),
     Control("ORTH-007", "high", "A configuration file does not parse (Orthanc fails at its next start)",
             "Fix the JSON syntax of the named file; a running Orthanc keeps its old configuration until restart."),
+    Control("ORTH-008", "high", "An Orthanc process runs a binary or configuration that a non-root user controls",
+            "Run Orthanc from the package or a root-owned path through a systemd unit; the probe never executes "
+            "or reads such paths, so this instance's version and configuration are unknown."),
     Control("ORTH-101", "medium", "HTTPS off while remote access is allowed",
             "Enable SslEnabled with a certificate, or put Orthanc behind a TLS reverse proxy."),
     Control("ORTH-102", "low", "WebDAV enabled", "Set WebDavEnabled: false unless WebDAV is used."),
@@ -74,7 +77,7 @@ CATALOGUE = {c.id: c for c in [
 
 def _config_checks(instance: dict, version: tuple | None):
     config = instance.get("config")
-    if not config:
+    if not config or config.get("unknown"):
         return
     if config.get("parse_errors"):
         path, message = next(iter(sorted(config["parse_errors"].items())))
@@ -117,6 +120,8 @@ def _config_checks(instance: dict, version: tuple | None):
 
 
 def _checks(instance: dict, min_version: str):
+    if instance.get("untrusted"):
+        yield "ORTH-008", instance["untrusted"]
     version = version_tuple(instance.get("version"))
     floor = version_tuple(min_version) or (1, 5, 8)
     if version is not None and version < floor:

@@ -43,14 +43,16 @@ def from_host_state(host_name: str, host_state: dict) -> list[dict]:
     seen, instances = set(), []
     for origin, runner in runners:
         config_path = runner.get("config_path") or "/etc/orthanc"
-        key = (runner.get("binary"), config_path)
+        key = (runner.get("binary"), config_path, runner.get("pid") if runner.get("untrusted") else None)
         if key in seen:
             continue
         seen.add(key)
         version = (host_state.get("binaries") or {}).get(runner.get("binary")) or package.get("version")
         config = host_state.get("configs", {}).get(config_path, {"kind": "missing", "files": []})
         view = effective.effective(config.get("files", []), version)
-        if config.get("kind") == "missing":
+        if runner.get("untrusted") and config.get("kind") == "missing":
+            view["unknown"] = True  # not read on purpose: nothing is evaluated from defaults
+        elif config.get("kind") == "missing":
             view["parse_errors"][config_path] = "configuration path does not exist"
         view["service_group"] = runner.get("group") or DEFAULT_UNIT_GROUP.get(runner.get("user"), runner.get("user"))
         ports = [view["effective"]["HttpPort"], view["effective"]["DicomPort"]]
@@ -60,6 +62,9 @@ def from_host_state(host_name: str, host_state: dict) -> list[dict]:
             "held": package.get("held", []), "config_path": config_path, "config": view,
             "active": runner.get("active", "running" if origin == "process" else None),
             "firewall": firewall_view(host_state.get("firewall", {}), ports),
+            **({"untrusted": f"{runner.get('unit') or 'pid ' + str(runner.get('pid'))} "
+                             f"(user {runner.get('user') or '?'}): {runner['untrusted']}"}
+               if runner.get("untrusted") else {}),
         })
     return instances
 

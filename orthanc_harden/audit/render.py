@@ -28,8 +28,10 @@ def table(report: dict) -> Table:
         firewall = row["firewall"]
         fw = firewall["backend"] + ("" if firewall["active"] else " (inactive)")
         ids = ", ".join(f["id"] + (" (waived)" if f["status"] == "waived" else "") for f in row["findings"])
+        known = not row["config"].get("unknown")
         grid.add_row(row["host"], row["instance"], row["kind"], row["version"] or "unknown",
-                     _yes_no(config.get("RemoteAccessAllowed")), _yes_no(config.get("AuthenticationEnabled")),
+                     _yes_no(config.get("RemoteAccessAllowed")) if known else "?",
+                     _yes_no(config.get("AuthenticationEnabled")) if known else "?",
                      str(len(row["config"]["users"])), fw, ids or "-", f"[{style}]{row['status']}[/{style}]")
     return grid
 

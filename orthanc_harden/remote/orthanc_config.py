@@ -27,6 +27,8 @@ REPORTED_KEYS = {
     "DicomCheckModalityHost", "OrthancExplorerEnabled", "StorageDirectory", "IndexDirectory",
 }
 DEFAULT_CONFIG = "/etc/orthanc"
+# Orthanc configurations are a few KiB; a path that is a device or a huge file is not read whole.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 
 def run(argv, timeout=15, stdin=None):
@@ -145,7 +147,10 @@ def read_config_file(path):
     try:
         entry.update(file_meta(path))
         with open(path, "rb") as handle:
-            raw = handle.read()
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            entry["error"] = "larger than %d bytes: not read" % MAX_CONFIG_BYTES
+            return entry
     except OSError as err:
         entry["error"] = "cannot read: %s" % err.strerror
         return entry

@@ -3,6 +3,7 @@
 
 
 import shutil
+import stat
 
 
 def config_from_argv(argv):
@@ -11,7 +12,55 @@ def config_from_argv(argv):
     return positional[-1] if positional else None
 
 
+def untrusted_reason(path, regular_file=True):
+    """Why a path may not be executed (or read) as root, or None: the file and every directory above it must be
+    root's and writable by root alone, or whoever may write there could run code as the probe's user."""
+    try:
+        current = os.path.realpath(path)
+        info = os.stat(current)
+    except OSError as err:
+        return "cannot stat %s: %s" % (path, err.strerror)
+    if regular_file and not stat.S_ISREG(info.st_mode):
+        return "%s is not a regular file" % current
+    while True:
+        info = os.stat(current)
+        if info.st_uid != 0:
+            return "%s is owned by uid %d, not root" % (current, info.st_uid)
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return "%s is writable by group or others (mode %04o)" % (current, stat.S_IMODE(info.st_mode))
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
+def owner_name(path):
+    try:
+        uid = os.stat(path).st_uid
+    except OSError:
+        return None
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def package_binaries(manager):
+    """Files named Orthanc that the package database says the orthanc package installed."""
+    if manager == "dpkg":
+        code, out, _ = run(["dpkg-query", "-L", "orthanc"])
+    elif manager == "rpm":
+        code, out, _ = run(["rpm", "-ql", "orthanc"])
+    else:
+        return set()
+    if code != 0:
+        return set()
+    return {line.strip() for line in out.splitlines() if os.path.basename(line.strip()) == "Orthanc"}
+
+
 def orthanc_version(binary):
+    if untrusted_reason(binary):
+        return None  # never executed: see untrusted_reason
     code, out, err = run([binary, "--version"])
     first = (out or err).strip().splitlines()[:1]
     # Prints "<argv0> 1.10.1" then the licence.
@@ -123,24 +172,43 @@ def binary_replaced(pid, binary):
         return False
 
 
+def in_other_pid_namespace(pid):
+    """A process in another PID namespace belongs to a container runtime: its Orthanc is reported through the
+    Docker API when the inventory names that engine, and never executed or read from here."""
+    try:
+        return os.readlink("/proc/%d/ns/pid" % pid) != os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return False
+
+
 def orthanc_processes():
-    found = []
+    """Processes whose argv[0] names Orthanc, with the executable the kernel says they run (argv[0] is whatever
+    the process's owner chose, so it is never executed)."""
+    found, contained = [], []
     for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
         pid = int(cmdline.split("/")[2])
         try:
             with open(cmdline, "rb") as handle:
                 argv = [a.decode("utf-8", "replace") for a in handle.read().split(b"\0") if a]
-            with open("/proc/%d/cgroup" % pid) as handle:
-                cgroup = handle.read()
         except OSError:
             continue
         if not argv or os.path.basename(argv[0]) != "Orthanc":
             continue
-        # Containerised Orthancs are visible in the host's /proc; the Docker API side reports those.
-        if "docker" in cgroup or "containerd" in cgroup or "kubepods" in cgroup:
+        if in_other_pid_namespace(pid):
+            contained.append(pid)
             continue
-        found.append({"pid": pid, "argv": argv, "binary": argv[0], "config_path": config_from_argv(argv)})
-    return found
+        try:
+            exe = os.readlink("/proc/%d/exe" % pid)
+        except OSError:
+            exe = None  # another user's process without CAP_SYS_PTRACE
+        try:
+            uid = os.stat("/proc/%d" % pid).st_uid
+            user = pwd.getpwuid(uid).pw_name
+        except (OSError, KeyError):
+            user = None
+        found.append({"pid": pid, "argv": argv, "binary": argv[0], "exe": exe, "user": user,
+                      "config_path": config_from_argv(argv)})
+    return found, contained
 
 
 def firewall():
@@ -171,10 +239,45 @@ def firewall():
 
 
 def main():
-    units, processes = systemd_units(), orthanc_processes()
-    binaries = sorted({u["binary"] for u in units} | {p["binary"] for p in processes}
-                      | ({shutil.which("Orthanc")} - {None}))
-    paths = [u["config_path"] for u in units] + [p["config_path"] for p in processes]
+    package = package_info()
+    units = systemd_units()
+    processes, contained = orthanc_processes()
+    # Only binaries named by a unit (written by root) or installed by the package are candidates to execute,
+    # and each must pass untrusted_reason; a process's own argv[0] is never run.
+    candidates = {u["binary"] for u in units} | package_binaries(package.get("manager"))
+    trusted = {os.path.realpath(b): b for b in candidates if not untrusted_reason(b)}
+    untrusted = []
+    for unit in units:
+        reason = untrusted_reason(unit["binary"])
+        if reason:
+            unit["untrusted"] = reason
+            untrusted.append({"unit": unit["unit"], "pid": unit["main_pid"], "path": unit["binary"],
+                              "owner": owner_name(unit["binary"]), "reason": reason})
+    unit_pids = {u["main_pid"] for u in units if u.get("main_pid")}
+    for proc in processes:
+        if proc["pid"] in unit_pids:
+            continue  # described by its unit
+        # argv[0] serves only to look a binary up among the trusted ones: executing one of those is safe,
+        # whoever names it.
+        exe = proc.get("exe") or os.path.realpath(proc["binary"])
+        if exe in trusted:
+            proc["binary"] = trusted[exe]
+            config = proc["config_path"]
+            reason = config and untrusted_reason(config, regular_file=False)
+            if reason:
+                proc["untrusted"] = "its configuration is not read: %s" % reason
+                untrusted.append({"pid": proc["pid"], "name": "Orthanc", "path": config,
+                                  "owner": proc.get("user"), "reason": proc["untrusted"]})
+            continue
+        proc["untrusted"] = ("its executable %s is not a root-owned Orthanc named by a unit or the package" % exe
+                             if proc.get("exe") else
+                             "its executable cannot be read and %s is not a trusted Orthanc" % proc["binary"])
+        untrusted.append({"pid": proc["pid"], "name": os.path.basename(proc["binary"]), "path": exe,
+                          "owner": proc.get("user"), "reason": proc["untrusted"]})
+        proc["binary"] = None
+    binaries = sorted({u["binary"] for u in units if not u.get("untrusted")} | set(trusted.values()))
+    paths = [u["config_path"] for u in units]
+    paths += [p["config_path"] for p in processes if p["config_path"] and not p.get("untrusted")]
     if not paths and binaries:
         paths = [DEFAULT_CONFIG]
     configs = {}
@@ -183,10 +286,12 @@ def main():
             configs[path] = read_config(path)
     print(json.dumps({
         "probe": 1,
-        "package": package_info(),
+        "package": package,
         "binaries": {b: orthanc_version(b) for b in binaries},
         "units": units,
         "processes": processes,
+        "untrusted": untrusted,
+        "contained_pids": contained,
         "configs": configs,
         "firewall": firewall(),
     }, sort_keys=True))
