@@ -15,9 +15,10 @@ import time
 import urllib.parse
 
 import requests
+
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from . import container_spec, versions
+from . import container_spec, direct_http, versions
 from .audit import containers
 from .container_assess import Assessment, ConfigFile, digest_matches, in_mount
 from .operations.health import wait_for_auth
@@ -123,7 +124,7 @@ def _answering(url: str, timeout: float) -> tuple[bool, str]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            return True, f"answering ({requests.get(f'{url}/system', timeout=5).status_code})"
+            return True, f"answering ({direct_http.get(f'{url}/system', timeout=5).status_code})"
         except requests.RequestException:
             time.sleep(1)
     return False, f"{url} did not answer within {timeout:.0f}s"

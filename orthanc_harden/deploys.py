@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from pyinfra import host
+from pyinfra.api import OperationValueError
 from pyinfra.api.deploy import deploy
 
 
@@ -35,6 +36,28 @@ def _http_port(state: dict, config_path: str) -> int:
     return _values(state, config_path).get("HttpPort", 8042)
 
 
+def _probe_url(state: dict, unit: str | None) -> str | None:
+    """Where the control node checks this unit's health: its entry in ``orthanc_harden_probe_urls``, else the
+    host-wide ``orthanc_harden_probe_url`` on a host with one Orthanc unit, else None (checked on the host, on
+    the unit's own port). Several units never share one URL: the gate of one would ask the other."""
+    mapped = settings.get(host.data, "orthanc_harden_probe_urls").get(unit or "")
+    if mapped:
+        return mapped
+    return settings.get(host.data, "orthanc_harden_probe_url") if len(state.get("units", [])) <= 1 else None
+
+
+def _shared_probe_url(state: dict) -> str | None:
+    """The one-line reason a host-wide probe URL cannot serve this host's several Orthanc units, or None."""
+    units = sorted(u["unit"] for u in state.get("units", []))
+    mapped = settings.get(host.data, "orthanc_harden_probe_urls")
+    unmapped = [u for u in units if u not in mapped]
+    if len(units) > 1 and unmapped and settings.get(host.data, "orthanc_harden_probe_url"):
+        return (f"orthanc_harden_probe_url names one URL for {len(units)} Orthanc units ({', '.join(units)}): "
+                f"map each unit to its own URL in orthanc_harden_probe_urls, or unset it to check each unit "
+                f"on the host on its own port")
+    return None
+
+
 def _usable_data() -> bool:
     problems = settings.validate(host.data)
     if problems:
@@ -55,8 +78,10 @@ def _store_users() -> dict | None:
                       message="orthanc_harden_users_ref is not set: no users to enable authentication with")
         return None
     try:
-        return RUN_CACHE.users(ref)
-    except SecretError as err:
+        users = RUN_CACHE.users(ref)
+        auth.check_users(users, settings.get(host.data, "orthanc_harden_users_mode"))
+        return users
+    except (SecretError, OperationValueError) as err:
         report.failed(name="Orthanc users", control="auth", message=str(err))
         return None
 
@@ -82,7 +107,7 @@ def upgrade_packages(state: dict | None = None, restart: bool = True):
         allow_held=settings.get(host.data, "orthanc_harden_upgrade_allow_held"),
         lock_timeout=settings.get(host.data, "orthanc_harden_upgrade_lock_timeout"),
         services=units,
-        probe_url=settings.get(host.data, "orthanc_harden_probe_url"),
+        probe_url=_probe_url(state, packaged[0]["unit"] if packaged else None),
         http_port=http_port,
         installed=(state.get("package") or {}).get("version") or "",
         replaced=[u["unit"] for u in packaged if u.get("binary_replaced")],
@@ -103,6 +128,10 @@ def authentication(state: dict | None = None):
     if users is None:
         return
     state = state if state is not None else host.get_fact(OrthancHostState)
+    shared = _shared_probe_url(state)
+    if shared:
+        report.failed(name="Orthanc health check address", control="auth", message=shared)
+        return
     # The same sorted order on every host keeps pyinfra 3.10's position-based operation order consistent.
     for unit in sorted(state.get("units", []), key=lambda u: u["unit"]):
         auth.authentication(
@@ -112,7 +141,7 @@ def authentication(state: dict | None = None):
             service=unit["unit"],
             users_mode=settings.get(host.data, "orthanc_harden_users_mode"),
             disable_remote_access=settings.get(host.data, "orthanc_harden_disable_remote_access"),
-            probe_url=settings.get(host.data, "orthanc_harden_probe_url"),
+            probe_url=_probe_url(state, unit["unit"]),
             http_port=_http_port(state, unit["config_path"]),
         )
 

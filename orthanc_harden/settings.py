@@ -66,7 +66,8 @@ SETTINGS = {s.name: s for s in [
     Setting("orthanc_harden_firewall_remove", False, bool,
             "Removal mode: take away every rule, table and file the tool added, exactly."),
     Setting("orthanc_harden_probe_url", None, str,
-            "URL the control node probes for anonymous access; default `http://<host>:<HttpPort>`."),
+            "URL the control node probes for anonymous access and health; default `http://<host>:<HttpPort>`. A "
+            "host with several Orthanc units refuses it: map each unit in `orthanc_harden_probe_urls` instead."),
     Setting("orthanc_harden_docker_url", None, str,
             "Docker Engine API of a container host: `unix://`, `ssh://`, or `tcp://` with TLS."),
     Setting("orthanc_harden_docker_tls", None, dict,
@@ -87,8 +88,9 @@ SETTINGS = {s.name: s for s in [
             "recreating the container when they are published elsewhere: Docker's published ports bypass the "
             "host firewall's INPUT rules. Default: leave the bindings as they are."),
     Setting("orthanc_harden_probe_urls", {}, dict,
-            "Container hosts: `{\"container\": \"http://...\"}` where the control node checks each Orthanc; default "
-            "the published HTTP port on the engine's address."),
+            "`{\"container or unit\": \"http://...\"}` where the control node checks each Orthanc: containers "
+            "(default: the published HTTP port on the engine's address) and systemd units of package hosts "
+            "(default: checked on the host, on the unit's own HttpPort)."),
     Setting("orthanc_harden_schedule_inventory", None, str,
             "`deploys/schedule.py`: absolute path of the inventory the scheduled run uses (required there)."),
     Setting("orthanc_harden_schedule_mode", "remediate", str,

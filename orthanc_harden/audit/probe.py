@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import requests
 
+from .. import direct_http
+
+
 REALM = "Orthanc Secure Area"
 KNOWN_DEFAULTS = [("orthanc", "orthanc"), ("demo", "demo")]
 TIMEOUT = 5.0
@@ -14,7 +17,7 @@ def probe(url: str) -> dict:
     result = {"url": url, "anonymous_status": None, "realm": None, "default_credentials_accepted": [],
               "version": None, "error": None}
     try:
-        response = requests.get(f"{url.rstrip('/')}/system", timeout=TIMEOUT, allow_redirects=False)
+        response = direct_http.get(f"{url.rstrip('/')}/system", timeout=TIMEOUT, allow_redirects=False)
     except requests.RequestException as err:
         result["error"] = f"not reachable: {type(err).__name__}"
         return result
@@ -26,7 +29,7 @@ def probe(url: str) -> dict:
         result["realm"] = REALM if REALM in challenge else challenge or None
         for user, password in KNOWN_DEFAULTS:
             try:
-                answer = requests.get(f"{url.rstrip('/')}/system", auth=(user, password), timeout=TIMEOUT)
+                answer = direct_http.get(f"{url.rstrip('/')}/system", auth=(user, password), timeout=TIMEOUT)
             except requests.RequestException:
                 continue
             if answer.status_code == 200:

@@ -26,7 +26,7 @@ from .errors import LabError
 SUITE = "bookworm"
 PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "openssh-server", "orthanc", "curl", "ca-certificates",
-    "ufw", "nftables", "iptables", "iproute2", "procps", "python3",
+    "ufw", "nftables", "iptables", "iproute2", "procps", "python3", "sudo",
 ]
 ROOTFS_REPO = "orthanc-harden-lab/rootfs"
 HOST_REPO = "orthanc-harden-lab/host"

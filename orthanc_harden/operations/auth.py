@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 from pyinfra import host
-from pyinfra.api import FunctionCommand, HiddenValue, OperationError, OperationValueError, QuoteString, \
-    StringCommand, operation
+from pyinfra.api import FunctionCommand, HiddenValue, OperationValueError, QuoteString, StringCommand, operation
 
 from .. import outcomes, restarts
 from ..facts.orthanc import OrthancAuthPlan
 from ..masking import SecretStdin
 from ..remote import program
 from .health import GATE_TIMEOUT, restart_after_upgrade, restart_and_gate
+from .report import failing
 
 
 def check_users(users: dict, users_mode: str) -> None:
@@ -25,14 +25,34 @@ def check_users(users: dict, users_mode: str) -> None:
     for name, password in users.items():
         if not isinstance(password, HiddenValue):
             raise OperationValueError(f"the password of user {name!r} must be a pyinfra HiddenValue")
-        if not name or ":" in name or not password.unmask():
+        if not isinstance(name, str) or not name or ":" in name or not password.unmask():
             raise OperationValueError(f"user {name!r}: names must be non-empty without ':' and passwords non-empty")
+        for what, value in (("name", name), ("password", password.unmask())):
+            problem = _unwritable(value)
+            if problem:
+                # The password itself is never named, only what is wrong with it.
+                raise OperationValueError(f"user {name.encode('utf-8', 'backslashreplace').decode()!r}: the {what} "
+                                          f"{problem}; nothing was changed")
 
 
-def _request(users: dict, config_path: str, users_mode: str, disable_remote_access: bool) -> str:
+def _unwritable(value) -> str | None:
+    """Why Orthanc's UTF-8 JSON configuration (and HTTP basic authentication) cannot hold `value`, or None."""
+    if not isinstance(value, str):
+        return "is not text"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (a lone surrogate)"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return "holds a control character"
+    return None
+
+
+def _request(users: dict, config_path: str, users_mode: str, disable_remote_access: bool, service: str,
+             keep_backups: bool) -> str:
     check_users(users, users_mode)
-    return json.dumps({"config_path": config_path, "users_mode": users_mode,
-                       "disable_remote_access": disable_remote_access,
+    return json.dumps({"config_path": config_path, "users_mode": users_mode, "service": service,
+                       "disable_remote_access": disable_remote_access, "keep_backups": keep_backups,
                        "users": {name: password.unmask() for name, password in users.items()}})
 
 
@@ -81,7 +101,7 @@ def authentication(
             probe_url="http://pacs-01.example.org:8042",
         )
     """
-    request = _request(users, config_path, users_mode, disable_remote_access)
+    request = _request(users, config_path, users_mode, disable_remote_access, service, keep_backups=restart)
     plan = host.get_fact(OrthancAuthPlan, _stdin=SecretStdin(request))
     first = sorted(users)[0]
     gate = {"user": first, "password": users[first], "url": probe_url.rstrip("/") if probe_url else None,
@@ -92,7 +112,9 @@ def authentication(
         outcomes.record(host.name, "auth", "failed", plan["error"])
         if upgraded:  # the upgraded binary must not wait for a configuration this run cannot fix
             yield FunctionCommand(restart_after_upgrade, (service, gate), {})
-        raise OperationError(f"{host.name}: {plan['error']}")
+        # Fails this host alone, when it runs: an exception here would stop the operation on every host.
+        yield failing("auth", plan["error"])
+        return
     if not plan["changed"]:
         outcomes.record(host.name, "auth", "ok", "authentication on with the store's users")
         if upgraded:
@@ -105,4 +127,4 @@ def authentication(
     outcomes.record(host.name, "auth", "changed", f"authentication on in {config_path} (restart pending)"
                     if restart else f"authentication on in {config_path}; Orthanc not restarted (restart=False)")
     if restart:
-        yield FunctionCommand(restart_and_gate, (service, plan["files"], gate), {})
+        yield FunctionCommand(restart_and_gate, (service, plan["files"], gate), {"meta": plan.get("meta", {})})

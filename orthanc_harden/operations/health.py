@@ -11,11 +11,13 @@ import shlex
 import time
 
 import requests
+
 from pyinfra.api import QuoteString, StringCommand
 
-from .. import outcomes, restarts
+from .. import direct_http, outcomes, restarts
 from ..masking import SecretStdin
 from ..remote import program
+from . import hostcmd
 from .report import fail_host
 
 GATE_TIMEOUT = 60.0
@@ -27,10 +29,10 @@ def wait_for_auth(url: str, user: str, password: str, timeout: float) -> tuple[b
     detail = f"{url} did not answer within {timeout:.0f}s"
     while time.monotonic() < deadline:
         try:
-            anonymous = requests.get(f"{url}/system", timeout=5).status_code
+            anonymous = direct_http.get(f"{url}/system", timeout=5).status_code
             # UTF-8, as Orthanc compares it: requests would send str credentials as Latin-1.
             credentials = (user.encode("utf-8"), password.encode("utf-8"))
-            with_user = requests.get(f"{url}/system", auth=credentials, timeout=5).status_code
+            with_user = direct_http.get(f"{url}/system", auth=credentials, timeout=5).status_code
         except requests.RequestException:
             time.sleep(1)
             continue
@@ -44,7 +46,7 @@ def wait_for_auth(url: str, user: str, password: str, timeout: float) -> tuple[b
 
 def _probe_on_host(host, local_url: str, user: str, password: str, timeout: float) -> tuple[bool, str]:
     request = SecretStdin(json.dumps({"url": local_url, "user": user, "password": password, "timeout": timeout}))
-    ok, output = host.run_shell_command(StringCommand("python3", "-c", QuoteString(program("gate"))),
+    ok, output = hostcmd.run(host, StringCommand("python3", "-c", QuoteString(program("gate"))),
                                         _stdin=request, _timeout=int(timeout) + 30)
     lines = [line for line in output.stdout_lines if line.startswith("{")]
     if not (ok and lines):
@@ -59,27 +61,27 @@ def _answering(host, gate: dict, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                requests.get(f"{gate['url']}/system", timeout=5)
+                direct_http.get(f"{gate['url']}/system", timeout=5)
                 return True
             except requests.RequestException:
                 time.sleep(1)
         return False
     request = SecretStdin(json.dumps({"url": gate["local_url"], "timeout": timeout, "answer_only": True}))
-    ok, output = host.run_shell_command(StringCommand("python3", "-c", QuoteString(program("gate"))),
+    ok, output = hostcmd.run(host, StringCommand("python3", "-c", QuoteString(program("gate"))),
                                         _stdin=request, _timeout=int(timeout) + 30)
     return ok and any('"ok": true' in line for line in output.stdout_lines)
 
 
 def restart_answering(host, service: str, gate: dict, timeout: float) -> bool:
     """systemctl restart, then a bounded wait until Orthanc answers HTTP at all (any status)."""
-    ok, _ = host.run_shell_command(StringCommand("systemctl", "restart", service), _timeout=120)
+    ok, _ = hostcmd.run(host, StringCommand("systemctl", "restart", QuoteString(service)), _timeout=120)
     return ok and _answering(host, gate, timeout)
 
 
 def _log_tail(host, service: str) -> str:
-    ok, output = host.run_shell_command(
-        f"journalctl -u {shlex.quote(service)} -n 5 --no-pager -o cat 2>/dev/null || "
-        "tail -n 5 /var/log/orthanc/Orthanc.log 2>/dev/null", _timeout=30)
+    ok, output = hostcmd.run(
+        host, f"journalctl -u {shlex.quote(service)} -n 5 --no-pager -o cat 2>/dev/null || "
+              "tail -n 5 /var/log/orthanc/Orthanc.log 2>/dev/null", _timeout=30)
     return " | ".join(line.strip() for line in output.stdout_lines[-5:] if line.strip())
 
 
@@ -94,13 +96,19 @@ def restart_after_upgrade(state, host, service: str, gate: dict) -> bool:
                                       f"Orthanc log: {_log_tail(host, service)}")
 
 
-def restart_and_gate(state, host, service: str, files: list[str], gate: dict) -> bool:
-    """systemctl restart, then anonymous 401 + a store user 200; otherwise restore the backups and restart.
-    `files` empty: only an upgrade earlier in the run changed something (nothing to restore)."""
+def _auth_program(host, mode: str, request: dict) -> bool:
+    ok, _ = hostcmd.run(host, StringCommand("python3", "-c", QuoteString(program("auth")), mode),
+                        _stdin=json.dumps(request), _timeout=60)
+    return ok
+
+
+def restart_and_gate(state, host, service: str, files: list[str], gate: dict, meta: dict | None = None) -> bool:
+    """systemctl restart, then anonymous 401 + a store user 200; otherwise restore the backups (content, owner,
+    group and mode: `meta`) and restart. `files` empty: only an upgrade earlier in the run changed something."""
     user, password = gate["user"], gate["password"].unmask()
     timeout = gate.get("timeout", GATE_TIMEOUT)
     restarts.done(host.name, service)
-    ok, _ = host.run_shell_command(StringCommand("systemctl", "restart", service), _timeout=120)
+    ok, _ = hostcmd.run(host, StringCommand("systemctl", "restart", QuoteString(service)), _timeout=120)
     if ok:
         if gate.get("url"):
             ok, detail = wait_for_auth(gate["url"], user, password, timeout)
@@ -109,6 +117,8 @@ def restart_and_gate(state, host, service: str, files: list[str], gate: dict) ->
     else:
         detail = f"systemctl restart {service} failed"
     if ok:
+        if files and not _auth_program(host, "commit", {"files": files}):
+            host.log_styled("the rollback copies (*.orthanc-harden-backup) could not be removed", fg="yellow")
         if files:
             outcomes.record(host.name, "auth", "changed",
                             f"authentication on, Orthanc restarted and healthy: {detail}")
@@ -118,8 +128,7 @@ def restart_and_gate(state, host, service: str, files: list[str], gate: dict) ->
     if not files:
         return fail_host(host, "upgrade", f"health gate failed after the upgrade: {detail}; the configuration "
                                           f"was not changed; Orthanc log: {tail}")
-    restored, _ = host.run_shell_command(StringCommand("python3", "-c", QuoteString(program("auth")), "restore"),
-                                         _stdin=json.dumps({"files": files}), _timeout=60)
+    restored = _auth_program(host, "restore", {"files": files, "meta": meta or {}})
     back = restart_answering(host, service, gate, timeout)
     if not restored:
         outcome = "RESTORE FAILED: check the *.orthanc-harden-backup files"

@@ -5,10 +5,12 @@ from __future__ import annotations
 import shlex
 
 import requests
+
 from pyinfra.api import StringCommand
 
-from .. import outcomes, restarts
+from .. import direct_http, outcomes, restarts
 from ..versions import at_least
+from . import hostcmd
 from .health import _answering, _log_tail, restart_answering
 from .report import fail_host
 
@@ -36,7 +38,7 @@ def _gate(probe_url: str | None, http_port: int) -> dict:
 
 def run(state, host, command: str, what: str, timeout: int) -> bool:
     """Run one package-manager command; on failure record and print a single line naming the cause."""
-    ok, output = host.run_shell_command(StringCommand(command), _timeout=timeout)
+    ok, output = hostcmd.run(host, StringCommand(command), _timeout=timeout)
     if ok:
         return True
     return _fail(host, f"{what} failed, nothing upgraded: {_cause(output.stderr_lines + output.stdout_lines)}")
@@ -44,7 +46,7 @@ def run(state, host, command: str, what: str, timeout: int) -> bool:
 
 def _system_version(url: str) -> str | None:
     try:
-        response = requests.get(f"{url}/system", timeout=5)
+        response = direct_http.get(f"{url}/system", timeout=5)
     except requests.RequestException:
         return None
     if response.status_code != 200:
@@ -58,7 +60,8 @@ def upgraded(state, host, binary: str, config_dir: str, target: str, floor: str,
     Not `restarted`: the units' restart is left to the authentication change (checked there)."""
     new_suffix = ".dpkg-dist" if manager == "apt" else ".rpmnew"
     active = " ".join(shlex.quote(s) for s in services)
-    ok, output = host.run_shell_command(
+    ok, output = hostcmd.run(
+        host,
         f"{shlex.quote(binary)} --version 2>&1 | head -n 1; "
         f"for f in {shlex.quote(config_dir)}/*{new_suffix}; do [ -e \"$f\" ] && echo \"new-conffile $f\"; done; "
         f"for u in {active}; do systemctl is-active --quiet \"$u\" && echo \"active-unit $u\"; done; true",

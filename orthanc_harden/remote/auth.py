@@ -1,11 +1,18 @@
 # Remote program body: runs after orthanc_config.py on the host (python3 -c auth.py MODE). The request comes on
 # standard input as JSON: {"config_path", "users": {name: password}, "users_mode", "disable_remote_access"}.
-# MODE "check" prints the plan; "apply" writes it atomically with backups; "restore" puts the backups back.
-# Output never holds a password: only file paths, user names and flags.
+# MODE "check" prints the plan; "apply" writes it atomically with backups; "restore" puts the backups back;
+# "commit" drops the rollback backups once Orthanc is healthy. Output never holds a password: only file paths,
+# user names, modes and flags.
+#
+# Two copies are kept of an edited file, both 0600 and owned as the file was: NAME.orthanc-harden-original, the
+# file as it was before orthanc-harden first changed it (written once, never overwritten: the way back), and
+# NAME.orthanc-harden-backup, the state before the change under way, removed once the change is healthy (so a
+# rotated password does not linger). Neither name ends in .json, which Orthanc would load.
 
 import sys
 
 BACKUP_SUFFIX = ".orthanc-harden-backup"
+ORIGINAL_SUFFIX = ".orthanc-harden-original"
 
 
 class PlanError(Exception):
@@ -90,38 +97,114 @@ def plan(request, loaded=None):
         if dict(parsed[path], **intended[path]) != parse_config(text):
             raise PlanError("internal check failed for %s: the edit changed more than intended" % path)
     summary["files"] = sorted(edits)
+    if loaded is None:  # on the host: how each file is and will be owned (a container's files are not here)
+        summary["meta"] = {path: stat_of(path) for path in edits}
+        if users_file in edits:
+            summary["users_access"] = users_file_access(users_file, request.get("service"))
     return edits, summary
+
+
+def stat_of(path):
+    st = os.stat(os.path.realpath(path))
+    return [st.st_mode & 0o7777, st.st_uid, st.st_gid]
+
+
+def service_identity(service):
+    """The unit's User= and Group= (None each when unset or without systemd)."""
+    if not service or not shutil.which("systemctl"):
+        return None, None
+    code, out, _ = run(["systemctl", "show", "--no-pager", "-p", "User", "-p", "Group", "--", service])
+    fields = dict(line.split("=", 1) for line in out.splitlines() if "=" in line) if code == 0 else {}
+    return fields.get("User") or None, fields.get("Group") or None
+
+
+def users_file_access(path, service):
+    """[mode, gid] for the file that holds the passwords: readable by the service and by no one else. Orthanc
+    must still read its configuration afterwards: a root:root 0644 orthanc.json of a unit with User=orthanc
+    becomes root:orthanc 0640, not 0640 root:root (which would stop Orthanc at its restart)."""
+    st = os.stat(os.path.realpath(path))
+    mode = st.st_mode & 0o7777 & 0o750  # never others, never group-write
+    user, group = service_identity(service)
+    if not user or user == "root":
+        return [mode | 0o600, st.st_gid]
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise PlanError("%s runs as user %s, which does not exist here; nothing was changed"
+                        % (service, user)) from None
+    if entry.pw_uid == st.st_uid:
+        return [mode | 0o400, st.st_gid]
+    if group:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise PlanError("%s runs as group %s, which does not exist here; nothing was changed"
+                            % (service, group)) from None
+    else:
+        gid = entry.pw_gid
+    if gid == 0:
+        raise PlanError("%s (user %s) could read %s only through group root or by others: give the unit its own "
+                        "Group=, nothing was changed" % (service, user, path))
+    return [(mode & 0o700) | 0o640, gid]
+
+
+def keep_original(target, text, st):
+    """The file as it was before orthanc-harden's first change, once: never overwritten afterwards."""
+    original = target + ORIGINAL_SUFFIX
+    if not os.path.lexists(original):
+        write_atomically(original, text, 0o600, st.st_uid, st.st_gid)
+    return original
 
 
 def apply(request):
     edits, summary = plan(request)
-    summary["backups"] = {}
+    summary["backups"], summary["originals"] = {}, {}
+    access = summary.get("users_access")
     for path, text in sorted(edits.items()):
-        st = os.stat(path)
-        mode = st.st_mode & 0o7777
-        if path == summary["users_file"]:
-            mode &= 0o750  # passwords: never readable by others, never writable by the group
+        target = os.path.realpath(path)  # a symlinked file is edited where it is, the link stays a link
+        st = os.stat(target)
+        mode, gid = st.st_mode & 0o7777, st.st_gid
+        if path == summary["users_file"] and access:
+            mode, gid = access
             summary["users_file_mode"] = "%04o" % mode
-        with open(path, encoding="utf-8") as handle:
+        with open(target, encoding="utf-8") as handle:
             original = handle.read()
-        # The backup holds the old passwords: owner-only, whatever the original allowed.
-        backup = path + BACKUP_SUFFIX
+        # Both copies may hold old passwords: owner-only, whatever the file allowed.
+        summary["originals"][path] = keep_original(target, original, st)
+        backup = target + BACKUP_SUFFIX
         write_atomically(backup, original, 0o600, st.st_uid, st.st_gid)
         summary["backups"][path] = backup
-        write_atomically(path, text, mode, st.st_uid, st.st_gid)
+        write_atomically(target, text, mode, st.st_uid, gid)
+    if not request.get("keep_backups", True):
+        commit({"files": sorted(edits)})
     summary["changed"] = bool(edits)
     return summary
 
 
 def restore(request):
+    """Put each file back exactly: content from the backup, mode and owner as they were before the change."""
     restored = []
     for path in request["files"]:
-        backup = path + BACKUP_SUFFIX
-        st = os.stat(path)
+        target = os.path.realpath(path)
+        backup = target + BACKUP_SUFFIX
+        st = os.stat(backup)
+        mode, uid, gid = (request.get("meta") or {}).get(path) or [os.stat(target).st_mode & 0o7777, st.st_uid,
+                                                                    st.st_gid]
         with open(backup, encoding="utf-8") as handle:
-            write_atomically(path, handle.read(), st.st_mode & 0o7777, st.st_uid, st.st_gid)
+            write_atomically(target, handle.read(), mode, uid, gid)
+        os.unlink(backup)
         restored.append(path)
     return {"restored": restored}
+
+
+def commit(request):
+    """The change is healthy: the state before it is no longer needed (the original stays)."""
+    for path in request["files"]:
+        try:
+            os.unlink(os.path.realpath(path) + BACKUP_SUFFIX)
+        except FileNotFoundError:
+            pass
+    return {"committed": list(request["files"])}
 
 
 def main():
@@ -134,6 +217,8 @@ def main():
             result = summary
         elif mode == "apply":
             result = apply(request)
+        elif mode == "commit":
+            result = commit(request)
         else:
             result = restore(request)
     except PlanError as err:

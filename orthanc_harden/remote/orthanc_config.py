@@ -102,11 +102,33 @@ def strip_comments(text):
     return "".join(out)
 
 
+def drop_trailing_commas(text):
+    """JsonCpp accepts a trailing comma before a closing brace/bracket; json does not. Only commas outside
+    strings go: a password may well contain ',}'. Expects comments already blanked out."""
+    out, i, n, in_string = [], 0, len(text), False
+    while i < n:
+        c = text[i]
+        if in_string:
+            if c == "\\" and i + 1 < n:
+                out.append(text[i:i + 2])
+                i += 2
+                continue
+            in_string = c != '"'
+        elif c == '"':
+            in_string = True
+        elif c == ",":
+            j = i + 1
+            while j < n and text[j] in " \t\r\n":
+                j += 1
+            if j < n and text[j] in "}]":
+                c = " "
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
 def parse_config(text):
-    cleaned = strip_comments(text)
-    # JsonCpp accepts a trailing comma before a closing brace/bracket; json does not.
-    cleaned = re.sub(r",(\s*[}\]])", r" \1", cleaned)
-    return json.loads(cleaned)
+    return json.loads(drop_trailing_commas(strip_comments(text)))
 
 
 def file_meta(path):
