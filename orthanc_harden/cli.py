@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -98,8 +99,13 @@ def _write_json(report: dict, destination: str | None) -> None:
     if destination == "-":
         sys.stdout.write(text)
         return
-    with open(destination, "w") as handle:
-        handle.write(text)
+    from .private_files import write_private
+
+    # The report lists exposed hosts and users with default passwords: owner-only, atomic, never through a link.
+    try:
+        write_private(Path(destination), text)
+    except OSError as err:
+        raise SystemExit(f"orthanc-harden: cannot write the report {destination}: {err.strerror}") from None
 
 
 def _remediate(args) -> int:

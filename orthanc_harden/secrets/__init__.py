@@ -34,14 +34,17 @@ class Reference:
 
 
 def parse_reference(ref: str) -> Reference:
+    # A value that is not a reference may be the secret itself (users pasted in place of a reference): it is
+    # never repeated in a message, only what a reference looks like.
+    form = f"scheme:path[#key] with a scheme among {', '.join(SCHEMES)}; the value is not shown"
     if not isinstance(ref, str) or ":" not in ref:
-        raise SecretError(f"secret reference {ref!r} is not of the form scheme:path (schemes: {', '.join(SCHEMES)})")
+        raise SecretError(f"orthanc_harden_users_ref is not a secret reference ({form})")
     scheme, _, rest = ref.partition(":")
     if scheme not in SCHEMES:
-        raise SecretError(f"secret reference {ref!r}: unknown scheme {scheme!r} (schemes: {', '.join(SCHEMES)})")
+        raise SecretError(f"orthanc_harden_users_ref has an unknown scheme ({form})")
     path, _, key = rest.partition("#")
     if not path:
-        raise SecretError(f"secret reference {ref!r} names no path")
+        raise SecretError(f"orthanc_harden_users_ref {scheme}: names no path ({form})")
     return Reference("vault" if scheme == "bao" else scheme, path, key or None, ref)
 
 
