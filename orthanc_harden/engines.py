@@ -88,8 +88,11 @@ def connect(url: str, tls: dict | None = None, ssh: dict | None = None, timeout:
 
 def for_host(data, timeout: int = 60) -> docker.DockerClient:
     """The engine of a container host, from its ``orthanc_harden_docker_*`` and ``ssh_*`` host data."""
-    url = settings.get(data, "orthanc_harden_docker_url")
-    return connect(url, settings.get(data, "orthanc_harden_docker_tls"), _ssh_settings(data), timeout)
+    url, tls = settings.get(data, "orthanc_harden_docker_url"), settings.get(data, "orthanc_harden_docker_tls")
+    refused = settings.plain_tcp_engine(url, tls, settings.get(data, "orthanc_harden_docker_insecure"))
+    if refused:  # before any connection: nothing is sent to such an engine
+        raise EngineError(refused)
+    return connect(url, tls, _ssh_settings(data), timeout)
 
 
 _opened: dict[tuple[str, str], docker.DockerClient] = {}

@@ -72,6 +72,9 @@ SETTINGS = {s.name: s for s in [
             "Docker Engine API of a container host: `unix://`, `ssh://`, or `tcp://` with TLS."),
     Setting("orthanc_harden_docker_tls", None, dict,
             "TLS client files for a `tcp://` engine: `{\"ca\": ..., \"cert\": ..., \"key\": ...}`."),
+    Setting("orthanc_harden_docker_insecure", False, bool,
+            "Accept a `tcp://` engine without `orthanc_harden_docker_tls`. INSECURE: users files (passwords) and "
+            "the whole engine API then cross the network in clear and unauthenticated; for an isolated lab only."),
     Setting("orthanc_harden_docker_filters", None, dict,
             "Docker list filters that scope which containers of the engine are managed, e.g. "
             "`{\"label\": \"pacs=prod\"}`; default: every Orthanc container."),
@@ -133,6 +136,15 @@ def waived_controls(data) -> dict[str, str]:
             if not get(data, f"orthanc_harden_{control}_enabled")}
 
 
+def plain_tcp_engine(url, tls, insecure) -> str | None:
+    """Why a Docker engine URL may not be used as given, or None: over tcp:// without TLS the users files travel in
+    clear (put_archive) to whoever answers, and anyone on the path may drive the engine."""
+    if isinstance(url, str) and url.startswith(("tcp://", "http://")) and not tls and insecure is not True:
+        return (f"orthanc_harden_docker_url {url} is plain TCP without TLS: set orthanc_harden_docker_tls, or "
+                f"orthanc_harden_docker_insecure: true to accept passwords crossing the network in clear")
+    return None
+
+
 def validate(data) -> list[str]:
     """One line per problem in the host data; empty when it is usable."""
     from .findings import CATALOGUE
@@ -168,6 +180,10 @@ def validate(data) -> list[str]:
                 problems.append(f"orthanc_harden_docker_publish_address {publish} is every address: name one")
         except ValueError:
             problems.append(f"orthanc_harden_docker_publish_address {publish!r} is not an IPv4 or IPv6 address")
+    problem = plain_tcp_engine(get(data, "orthanc_harden_docker_url"), get(data, "orthanc_harden_docker_tls"),
+                               get(data, "orthanc_harden_docker_insecure"))
+    if problem:
+        problems.append(problem)
     if get(data, "orthanc_harden_schedule_mode") not in ("remediate", "audit"):
         problems.append("orthanc_harden_schedule_mode must be remediate or audit")
     for name in ("orthanc_harden_min_version", "orthanc_harden_upgrade_version"):

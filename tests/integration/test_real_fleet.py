@@ -7,14 +7,13 @@ node's environment and in the sudo host's command environment; the canary passwo
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 
 import pytest
 import requests
 
 from tests.conftest import run_cli
+from tests.listener import Listener
 from tests.integration import variants
 from tests.integration.conftest import SUBSET_INVENTORY, fresh_lab, run_on, ssh_to
 
@@ -25,35 +24,6 @@ PORT_BASE = 23200
 CANARY = "Canary-real-7f3e,}x,]\"'"  # ',}' and ',]' inside a string are not JSON syntax
 OLD_PASSWORD = "OldPass-1"
 SEEDED = 3
-
-
-class ProxyTrap:
-    """A listener that counts every connection: what an HTTP_PROXY in the environment would receive."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.5)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self):
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +123,7 @@ def test_real_fleet_in_one_run_then_nothing_to_do(fleet):
     assert all(_status(url) == 200 for url in urls), "every Orthanc starts exposed"
     pids = _pids(fleet)
     broken_before = _sh(fleet, 3, "sha256sum /etc/orthanc/orthanc.json")
-    trap = ProxyTrap()
+    trap = Listener()
     proxy = f"http://127.0.0.1:{trap.port}"
     try:
         code, output, report = _remediate(fleet, {"HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy,
