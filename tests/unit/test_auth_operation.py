@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from pyinfra.api import FunctionCommand, HiddenValue, OperationError, OperationValueError, StringCommand
+from pyinfra.api import FunctionCommand, HiddenValue, OperationValueError, StringCommand
 from pyinfra.context import ctx_host
 
 from orthanc_harden.facts.orthanc import OrthancAuthPlan
-from orthanc_harden import restarts
+from orthanc_harden import outcomes, restarts
 from orthanc_harden.operations import auth, health
 
 PASSWORD = "Spec-Canary-pw-81"
@@ -64,9 +64,26 @@ def test_no_restart_when_asked():
     assert [type(c) for c in commands] == [StringCommand]
 
 
-def test_plan_error_names_the_host():
-    with pytest.raises(OperationError, match="pacs-01: key HttpPort is defined in"):
-        _run({"error": "key HttpPort is defined in /etc/orthanc/a.json and /etc/orthanc/b.json"})
+class LoggingHost(FakeHost):
+    def __init__(self, plan: dict):
+        super().__init__(plan)
+        self.logged = []
+
+    def log_styled(self, message, **_kwargs):
+        self.logged.append(message)
+
+
+def test_plan_error_fails_this_host_alone_when_it_runs():
+    """Raised from the operation's body, the error stopped the operation on every host of the run (#17)."""
+    message = "key HttpPort is defined in /etc/orthanc/a.json and /etc/orthanc/b.json"
+    _, commands = _run({"error": message})
+    (fail,) = commands
+    assert isinstance(fail, FunctionCommand)
+    host = LoggingHost({})
+    assert fail.execute(None, host, {}) is False
+    assert host.logged == [message]
+    assert outcomes.for_host("pacs-01")["auth"]["status"] == "failed"
+    assert outcomes.for_host("pacs-01")["auth"]["message"] == message
 
 
 @pytest.mark.parametrize("users, message", [
@@ -74,6 +91,11 @@ def test_plan_error_names_the_host():
     ({"radiology": "plain-string"}, "must be a pyinfra HiddenValue"),
     ({"a:b": HiddenValue("x")}, "without ':'"),
     ({"radiology": HiddenValue("")}, "passwords non-empty"),
+    # Issue #18.7: what UTF-8 JSON cannot hold fails here, before the backup and the write, not at write time.
+    ({"radiology": HiddenValue("pw\udc80x")}, "the password is not valid Unicode"),
+    ({"ra\ud800": HiddenValue("pw")}, "the name is not valid Unicode"),
+    ({"radiology": HiddenValue("pw\nx")}, "the password holds a control character"),
+    ({"radiology": HiddenValue("pw\x00")}, "the password holds a control character"),
 ])
 def test_bad_users_are_refused_before_any_fact(users, message):
     fake = FakeHost({"changed": True, "files": []})
@@ -115,9 +137,10 @@ def test_a_plan_error_still_restarts_the_upgraded_orthanc_then_fails():
     restarts.defer("pacs-01", ["orthanc.service"])
     commands = []
     try:
-        with ctx_host.use(fake), pytest.raises(OperationError, match="zz.json does not parse"):
+        with ctx_host.use(fake):
             for command in auth.authentication._inner(users={"radiology": HiddenValue(PASSWORD)}):
                 commands.append(command)
     finally:
         restarts.clear()
-    assert [c.function for c in commands] == [health.restart_after_upgrade]
+    assert commands[0].function is health.restart_after_upgrade and len(commands) == 2
+    assert commands[1].execute(None, LoggingHost({}), {}) is False

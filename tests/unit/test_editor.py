@@ -77,3 +77,13 @@ def test_members_rejects_what_it_cannot_edit_safely():
     for bad in ("[1, 2]", '{ "a" : 1 "b" : 2 }', '{ "a" : 1', '{ "a" /* x */ 1 }', "{ /* open "):
         with pytest.raises(ValueError):
             oc.members(bad)
+
+
+def test_commas_inside_strings_are_data_not_syntax():
+    """Issue #17: a password holding ',}' or ',]' was rewritten by the trailing-comma cleanup, so every run saw
+    a changed password (and restarted Orthanc)."""
+    from orthanc_harden.remote import load
+
+    parse = load("auth")["parse_config"]
+    text = '{\n  "RegisteredUsers" : { "u" : "a,}b,]c\\",}" , },\n  "L" : [1, 2, ], // x,}\n}'
+    assert parse(text) == {"RegisteredUsers": {"u": 'a,}b,]c",}'}, "L": [1, 2]}
