@@ -15,7 +15,7 @@ from pyinfra.api.deploy import deploy
 
 from docker.errors import DockerException
 
-from . import engines, outcomes, settings
+from . import engines, hostkeys, outcomes, settings
 from .audit import containers
 from .facts.orthanc import OrthancHostState
 from .operations import auth, container, firewall, report, schedule, upgrade
@@ -284,6 +284,24 @@ def harden(host_state: dict | None = None):
 
 
 @deploy("orthanc-harden schedule")
+def _unattended_host_keys(inventory: str, data) -> str | None:
+    """Why the scheduled run may not use this inventory, or None (see ``hostkeys``)."""
+    if settings.get(data, "orthanc_harden_schedule_remove") or settings.get(data, "orthanc_harden_waivers").get(
+            settings.HOST_KEYS_WAIVER):
+        return None
+    try:
+        unverified = hostkeys.unverified_ssh_hosts(inventory)
+    except Exception as err:  # an inventory that does not load is the operator's to fix: one line, no traceback
+        return f"orthanc_harden_schedule_inventory {inventory} does not load: {str(err).splitlines()[0][:300]}"
+    if not unverified:
+        return None
+    names = ", ".join(unverified[:5]) + (f" and {len(unverified) - 5} more" if len(unverified) > 5 else "")
+    return (f"{inventory}: {len(unverified)} SSH host(s) without strict host key checking against a known_hosts "
+            f"file ({names}): an unattended run would send the store's passwords to any machine answering there; "
+            f"set ssh_strict_host_key_checking: yes and ssh_known_hosts_file, or waive "
+            f"{settings.HOST_KEYS_WAIVER!r} in orthanc_harden_waivers with a reason")
+
+
 def schedule_runs():
     """
     Install (or with ``orthanc_harden_schedule_remove`` remove) the scheduled ``remediate`` or ``audit`` run on
@@ -296,6 +314,10 @@ def schedule_runs():
     if not inventory:
         report.failed(name="orthanc-harden schedule", control="schedule",
                       message="host data: orthanc_harden_schedule_inventory is not set (the inventory to run)")
+        return
+    refused = _unattended_host_keys(inventory, data)
+    if refused:
+        report.failed(name="orthanc-harden schedule", control="schedule", message=refused)
         return
     schedule.timer(
         name=f"Scheduled orthanc-harden {settings.get(data, 'orthanc_harden_schedule_mode')}",

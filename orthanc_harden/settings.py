@@ -17,6 +17,8 @@ from pathlib import Path
 FIREWALL_BACKENDS = ("auto", "firewalld", "ufw", "nftables", "iptables")
 
 CONTROLS = ("upgrade", "auth", "firewall")
+# Waivable beside the controls and finding IDs: a scheduled run over SSH hosts whose keys are not pinned.
+HOST_KEYS_WAIVER = "ssh_host_keys"
 BEGIN, END = "<!-- BEGIN SETTINGS -->", "<!-- END SETTINGS -->"
 
 
@@ -116,7 +118,8 @@ SETTINGS = {s.name: s for s in [
             "Control `firewall`: restrict Orthanc's ports to `orthanc_harden_allowed_cidrs`."),
     Setting("orthanc_harden_waivers", {}, dict,
             "Written reasons for switched-off controls and accepted findings: `{\"firewall\": \"...\", "
-            "\"ORTH-102\": \"...\"}`. Waived items are reported as waived, never hidden."),
+            "\"ORTH-102\": \"...\"}`. Waived items are reported as waived, never hidden. `ssh_host_keys`: "
+            "let `deploys/schedule.py` accept SSH hosts without strict host key checking and a known_hosts file."),
 ]}
 
 
@@ -193,7 +196,7 @@ def validate(data) -> list[str]:
     waivers = get(data, "orthanc_harden_waivers")
     if isinstance(waivers, dict):
         for key, reason in waivers.items():
-            if key not in CONTROLS and key not in CATALOGUE:
+            if key not in CONTROLS and key not in CATALOGUE and key != HOST_KEYS_WAIVER:
                 problems.append(f"orthanc_harden_waivers names {key!r}, which is neither a control nor a finding ID")
             elif not isinstance(reason, str) or not reason.strip():
                 problems.append(f"orthanc_harden_waivers[{key!r}] needs a written reason")
