@@ -10,7 +10,7 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (apt-get and the Docker engine need it)"
 [ -f /etc/debian_version ] || die "this script supports Debian/Ubuntu; elsewhere install docker, debootstrap, age, pass, gnupg by hand"
 
-apt_packages=(docker.io docker-registry debootstrap age pass gnupg ca-certificates curl)
+apt_packages=(docker.io docker-registry debootstrap age pass gnupg ca-certificates curl strace)
 python_bin=$(command -v python3 || true)
 [ -n "$python_bin" ] || apt_packages+=(python3 python3-venv)
 missing=()
