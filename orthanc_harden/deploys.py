@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import posixpath
+
 from pyinfra import host
 from pyinfra.api import OperationValueError
 from pyinfra.api.deploy import deploy
@@ -58,6 +60,23 @@ def _shared_probe_url(state: dict) -> str | None:
     return None
 
 
+def _ssl_certificate(state: dict, config_path: str) -> str | None:
+    """The certificate file of an Orthanc with SslEnabled (relative paths are the configuration directory's)."""
+    values = _values(state, config_path)
+    path = values.get("SslCertificate") if values.get("SslEnabled") is True else None
+    if not isinstance(path, str) or not path:
+        return None
+    kind = state.get("configs", {}).get(config_path, {}).get("kind")
+    base = config_path if kind == "dir" else posixpath.dirname(config_path)
+    return posixpath.join(base, path)
+
+
+def _probe_verify() -> bool | str:
+    if not settings.get(host.data, "orthanc_harden_probe_tls_verify"):
+        return False
+    return settings.get(host.data, "orthanc_harden_probe_ca") or True
+
+
 def _usable_data() -> bool:
     problems = settings.validate(host.data)
     if problems:
@@ -87,7 +106,7 @@ def _store_users() -> dict | None:
 
 
 @deploy("Orthanc package upgrade")
-def upgrade_packages(state: dict | None = None, restart: bool = True):
+def upgrade_packages(state: dict | None = None, restart: bool = True, compliance_follows: bool = False):
     """
     Upgrade package-installed Orthanc and its plugins to ``orthanc_harden_min_version`` or the pinned
     ``orthanc_harden_upgrade_version``, restarting the units that run the packaged binary (``restart=False``:
@@ -109,6 +128,9 @@ def upgrade_packages(state: dict | None = None, restart: bool = True):
         services=units,
         probe_url=_probe_url(state, packaged[0]["unit"] if packaged else None),
         http_port=http_port,
+        ssl_certificate=_ssl_certificate(state, packaged[0]["config_path"]) if packaged else None,
+        probe_verify=_probe_verify(),
+        fail_if_unreachable=not compliance_follows,
         installed=(state.get("package") or {}).get("version") or "",
         replaced=[u["unit"] for u in packaged if u.get("binary_replaced")],
         restart=restart,
@@ -143,6 +165,8 @@ def authentication(state: dict | None = None):
             disable_remote_access=settings.get(host.data, "orthanc_harden_disable_remote_access"),
             probe_url=_probe_url(state, unit["unit"]),
             http_port=_http_port(state, unit["config_path"]),
+            ssl_certificate=_ssl_certificate(state, unit["config_path"]),
+            probe_verify=_probe_verify(),
         )
 
 
@@ -275,7 +299,7 @@ def harden(host_state: dict | None = None):
         return
     if settings.get(host.data, "orthanc_harden_upgrade_enabled"):
         # With authentication following, Orthanc restarts once, in authentication's health gate.
-        upgrade_packages(state=state, restart=not auth_on)
+        upgrade_packages(state=state, restart=not auth_on, compliance_follows=True)
     if auth_on:
         authentication(state=state)
     if settings.get(host.data, "orthanc_harden_firewall_enabled"):

@@ -9,8 +9,9 @@ from __future__ import annotations
 import requests
 
 
-def get(url: str, **kwargs) -> requests.Response:
-    """``requests.get`` that ignores HTTP(S)_PROXY, NO_PROXY, .netrc and REQUESTS_CA_BUNDLE from the environment."""
+def get(url: str, verify: bool | str = True, **kwargs) -> requests.Response:
+    """``requests.get`` that ignores HTTP(S)_PROXY, NO_PROXY, .netrc and REQUESTS_CA_BUNDLE from the environment.
+    `verify`: True (the system's CAs), a CA bundle path, or False (never by default)."""
     with requests.Session() as session:
         session.trust_env = False
-        return session.get(url, **kwargs)
+        return session.get(url, verify=verify, **kwargs)

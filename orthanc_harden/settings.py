@@ -70,6 +70,12 @@ SETTINGS = {s.name: s for s in [
     Setting("orthanc_harden_probe_url", None, str,
             "URL the control node probes for anonymous access and health; default `http://<host>:<HttpPort>`. A "
             "host with several Orthanc units refuses it: map each unit in `orthanc_harden_probe_urls` instead."),
+    Setting("orthanc_harden_probe_ca", None, str,
+            "CA bundle (a path on the control node) that an `https://` probe URL's certificate is verified against; "
+            "default the system's CAs. On-host checks of an Orthanc with `SslEnabled` trust its own certificate."),
+    Setting("orthanc_harden_probe_tls_verify", True, bool,
+            "Verify the certificate of an `https://` probe URL. Off sends the store's password to whoever answers "
+            "there: waive it only for a lab."),
     Setting("orthanc_harden_docker_url", None, str,
             "Docker Engine API of a container host: `unix://`, `ssh://`, or `tcp://` with TLS."),
     Setting("orthanc_harden_docker_tls", None, dict,

@@ -11,7 +11,7 @@ from .. import outcomes, restarts
 from ..facts.orthanc import OrthancAuthPlan
 from ..masking import SecretStdin
 from ..remote import program
-from .health import GATE_TIMEOUT, restart_after_upgrade, restart_and_gate
+from .health import GATE_TIMEOUT, gate_target, restart_after_upgrade, restart_and_gate
 from .report import failing
 
 
@@ -67,6 +67,8 @@ def authentication(
     http_port: int = 8042,
     restart: bool = True,
     gate_timeout: float = GATE_TIMEOUT,
+    ssl_certificate: str | None = None,
+    probe_verify: bool | str = True,
 ):
     """
     Enable Orthanc's HTTP authentication with the given users, editing the configuration in place.
@@ -80,6 +82,10 @@ def authentication(
       on the host against ``http://127.0.0.1:<http_port>``
     + restart: restart and health-gate after a change (switch off only when something else restarts Orthanc);
       this also restarts, once, a unit whose restart an upgrade earlier in the run left to it (``restart=False``)
+    + ssl_certificate: an Orthanc with ``SslEnabled``: its certificate file on the host; the on-host check then
+      speaks https to 127.0.0.1 and trusts that certificate alone
+    + probe_verify: TLS verification of an https ``probe_url``: ``True`` (the system's CAs), a CA bundle path on
+      the control node, or ``False``
 
     ``RegisteredUsers`` goes in the file that already defines it (Debian: ``credentials.json``) and
     ``AuthenticationEnabled: true`` is set explicitly whatever the version. The plan and the edit run on the host
@@ -104,8 +110,8 @@ def authentication(
     request = _request(users, config_path, users_mode, disable_remote_access, service, keep_backups=restart)
     plan = host.get_fact(OrthancAuthPlan, _stdin=SecretStdin(request))
     first = sorted(users)[0]
-    gate = {"user": first, "password": users[first], "url": probe_url.rstrip("/") if probe_url else None,
-            "local_url": f"http://127.0.0.1:{http_port}", "timeout": gate_timeout}
+    gate = {"user": first, "password": users[first], "timeout": gate_timeout,
+            **gate_target(probe_url, http_port, ssl_certificate, probe_verify)}
     # An upgrade earlier in this run may have left its restart to this operation (restarts.defer).
     upgraded = restart and restarts.pending(host.name, service)
     if "error" in plan:

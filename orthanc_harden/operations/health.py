@@ -23,16 +23,27 @@ from .report import fail_host
 GATE_TIMEOUT = 60.0
 
 
-def wait_for_auth(url: str, user: str, password: str, timeout: float) -> tuple[bool, str]:
+def gate_target(probe_url: str | None, http_port: int, ssl_certificate: str | None = None,
+                probe_verify: bool | str = True) -> dict:
+    """Where Orthanc is asked whether it is healthy: `probe_url` from the control node (TLS verified by default,
+    `probe_verify` a CA bundle or False), else 127.0.0.1 on the host, over https trusting the Orthanc's own
+    certificate file alone when it has one (SslEnabled)."""
+    if probe_url:
+        return {"url": probe_url.rstrip("/"), "verify": probe_verify}
+    scheme = "https" if ssl_certificate else "http"
+    return {"url": None, "local_url": f"{scheme}://127.0.0.1:{http_port}", "ca": ssl_certificate}
+
+
+def wait_for_auth(url: str, user: str, password: str, timeout: float, verify: bool | str = True) -> tuple[bool, str]:
     """Bounded wait until anonymous GET /system answers 401 and `user` 200; (ok, password-free detail)."""
     deadline = time.monotonic() + timeout
     detail = f"{url} did not answer within {timeout:.0f}s"
     while time.monotonic() < deadline:
         try:
-            anonymous = direct_http.get(f"{url}/system", timeout=5).status_code
+            anonymous = direct_http.get(f"{url}/system", verify=verify, timeout=5).status_code
             # UTF-8, as Orthanc compares it: requests would send str credentials as Latin-1.
             credentials = (user.encode("utf-8"), password.encode("utf-8"))
-            with_user = direct_http.get(f"{url}/system", auth=credentials, timeout=5).status_code
+            with_user = direct_http.get(f"{url}/system", verify=verify, auth=credentials, timeout=5).status_code
         except requests.RequestException:
             time.sleep(1)
             continue
@@ -44,8 +55,9 @@ def wait_for_auth(url: str, user: str, password: str, timeout: float) -> tuple[b
     return False, detail
 
 
-def _probe_on_host(host, local_url: str, user: str, password: str, timeout: float) -> tuple[bool, str]:
-    request = SecretStdin(json.dumps({"url": local_url, "user": user, "password": password, "timeout": timeout}))
+def _probe_on_host(host, gate: dict, user: str, password: str, timeout: float) -> tuple[bool, str]:
+    request = SecretStdin(json.dumps({"url": gate["local_url"], "ca": gate.get("ca"), "user": user,
+                                      "password": password, "timeout": timeout}))
     ok, output = hostcmd.run(host, StringCommand("python3", "-c", QuoteString(program("gate"))),
                                         _stdin=request, _timeout=int(timeout) + 30)
     lines = [line for line in output.stdout_lines if line.startswith("{")]
@@ -61,12 +73,13 @@ def _answering(host, gate: dict, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                direct_http.get(f"{gate['url']}/system", timeout=5)
+                direct_http.get(f"{gate['url']}/system", verify=gate.get("verify", True), timeout=5)
                 return True
             except requests.RequestException:
                 time.sleep(1)
         return False
-    request = SecretStdin(json.dumps({"url": gate["local_url"], "timeout": timeout, "answer_only": True}))
+    request = SecretStdin(json.dumps({"url": gate["local_url"], "ca": gate.get("ca"), "timeout": timeout,
+                                      "answer_only": True}))
     ok, output = hostcmd.run(host, StringCommand("python3", "-c", QuoteString(program("gate"))),
                                         _stdin=request, _timeout=int(timeout) + 30)
     return ok and any('"ok": true' in line for line in output.stdout_lines)
@@ -111,9 +124,9 @@ def restart_and_gate(state, host, service: str, files: list[str], gate: dict, me
     ok, _ = hostcmd.run(host, StringCommand("systemctl", "restart", QuoteString(service)), _timeout=120)
     if ok:
         if gate.get("url"):
-            ok, detail = wait_for_auth(gate["url"], user, password, timeout)
+            ok, detail = wait_for_auth(gate["url"], user, password, timeout, gate.get("verify", True))
         else:
-            ok, detail = _probe_on_host(host, gate["local_url"], user, password, timeout)
+            ok, detail = _probe_on_host(host, gate, user, password, timeout)
     else:
         detail = f"systemctl restart {service} failed"
     if ok:

@@ -140,6 +140,9 @@ def package(
     installed: str | None = None,
     replaced: tuple[str, ...] | list[str] = (),
     restart: bool = True,
+    ssl_certificate: str | None = None,
+    probe_verify: bool | str = True,
+    fail_if_unreachable: bool = True,
 ):
     """
     Upgrade the ``orthanc`` package and its installed ``orthanc-*`` plugins together when Orthanc is below ``floor``.
@@ -160,6 +163,13 @@ def package(
     + restart: ``False`` installs without restarting and leaves the restart of ``services`` to
       ``auth.authentication`` on each of them later in the same run (``harden`` does this): Orthanc then restarts
       once, health-gated, for both changes
+    + ssl_certificate: an Orthanc with ``SslEnabled``: its certificate file on the host, which the on-host check
+      trusts alone over https
+    + probe_verify: TLS verification of an https ``probe_url``: ``True`` (the system's CAs), a CA bundle path on
+      the control node, or ``False``
+    + fail_if_unreachable: no package reaches the floor (or the pin): fail the host here (default), or only record
+      it as not compliant for a later ``report.compliant`` (``harden`` does this, so that authentication and the
+      firewall still close the door on an Orthanc that cannot be upgraded yet)
 
     Works with apt (``--force-confold``: edited configuration is kept and a newer packaged file is reported as
     ``*.dpkg-dist``), dnf, yum and zypper (``*.rpmnew`` reported). When no offered version reaches the floor the
@@ -180,13 +190,14 @@ def package(
         raise OperationValueError(f"version {version!r} is not a version like 1.10.1")
     if cache_time < 0 or lock_timeout < 0:
         raise OperationValueError("cache_time and lock_timeout must not be negative")
+    tls = {"ssl_certificate": ssl_certificate, "probe_verify": probe_verify}
 
     if installed is not None and _nothing_to_do(installed, floor, version):
-        yield from _restart_replaced(list(replaced), restart, probe_url, http_port)
+        yield from _restart_replaced(list(replaced), restart, probe_url, http_port, tls)
         return
     packages = host.get_fact(OrthancPackages)
     if _nothing_to_do(packages["installed"].get("orthanc"), floor, version):
-        yield from _restart_replaced(list(replaced), restart, probe_url, http_port)
+        yield from _restart_replaced(list(replaced), restart, probe_url, http_port, tls)
         return
     current = packages["installed"]["orthanc"]
     manager = packages["manager"]
@@ -210,6 +221,10 @@ def package(
 
     targets, reason = targets_for(packages, floor, version)
     if targets is None:
+        # The floor cannot be reached: never "No changes" (#17); the control's switch and a waiver skip it.
+        if fail_if_unreachable:
+            yield failing(CONTROL, reason, status="not-compliant")
+            return
         outcomes.record(host.name, CONTROL, "not-compliant", reason)
         host.noop(reason)
         return
@@ -217,10 +232,11 @@ def package(
                             list(services) if restart else [])
     yield FunctionCommand(verify.run, (script, f"installing orthanc {targets['orthanc']}", lock_timeout + 1800), {})
     yield FunctionCommand(verify.upgraded, (binary, config_dir, targets["orthanc"], floor, probe_url, http_port,
-                                            manager, list(services), restart), {})
+                                            manager, list(services), restart),
+                          tls)
 
 
-def _restart_replaced(units: list[str], restart: bool, probe_url: str | None, http_port: int):
+def _restart_replaced(units: list[str], restart: bool, probe_url: str | None, http_port: int, tls: dict):
     """Units still running a replaced binary: restarted now, or left to the authentication change that follows."""
     if units:
-        yield FunctionCommand(verify.restart_replaced, (units, restart, probe_url, http_port), {})
+        yield FunctionCommand(verify.restart_replaced, (units, restart, probe_url, http_port), tls)

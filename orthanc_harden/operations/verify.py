@@ -11,7 +11,7 @@ from pyinfra.api import StringCommand
 from .. import direct_http, outcomes, restarts
 from ..versions import at_least
 from . import hostcmd
-from .health import _answering, _log_tail, restart_answering
+from .health import _answering, _log_tail, gate_target, restart_answering
 from .report import fail_host
 
 CONTROL = "upgrade"
@@ -31,9 +31,8 @@ def _cause(lines: list[str]) -> str:
     return text[-1] if text else "no output"
 
 
-def _gate(probe_url: str | None, http_port: int) -> dict:
-    """Where Orthanc is asked whether it answers: the probe URL from the control node, else on the host."""
-    return {"url": probe_url} if probe_url else {"local_url": f"http://127.0.0.1:{http_port}"}
+def _gate(probe_url: str | None, http_port: int, ssl_certificate: str | None, probe_verify: bool | str) -> dict:
+    return gate_target(probe_url, http_port, ssl_certificate, probe_verify)
 
 
 def run(state, host, command: str, what: str, timeout: int) -> bool:
@@ -44,9 +43,9 @@ def run(state, host, command: str, what: str, timeout: int) -> bool:
     return _fail(host, f"{what} failed, nothing upgraded: {_cause(output.stderr_lines + output.stdout_lines)}")
 
 
-def _system_version(url: str) -> str | None:
+def _system_version(url: str, verify: bool | str = True) -> str | None:
     try:
-        response = direct_http.get(f"{url}/system", timeout=5)
+        response = direct_http.get(f"{url}/system", verify=verify, timeout=5)
     except requests.RequestException:
         return None
     if response.status_code != 200:
@@ -55,7 +54,8 @@ def _system_version(url: str) -> str | None:
 
 
 def upgraded(state, host, binary: str, config_dir: str, target: str, floor: str, probe_url: str | None,
-             http_port: int, manager: str, services: list[str], restarted: bool = True) -> bool:
+             http_port: int, manager: str, services: list[str], restarted: bool = True,
+             ssl_certificate: str | None = None, probe_verify: bool | str = True) -> bool:
     """After the transaction: the binary's own version, Orthanc answering, /system's version, new conffiles.
     Not `restarted`: the units' restart is left to the authentication change (checked there)."""
     new_suffix = ".dpkg-dist" if manager == "apt" else ".rpmnew"
@@ -71,7 +71,7 @@ def upgraded(state, host, binary: str, config_dir: str, target: str, floor: str,
     if not at_least(reported, floor):
         return _fail(host, f"after installing orthanc {target}, {binary} --version says {reported or 'nothing'}")
     new_files = [line.split(" ", 1)[1] for line in lines[1:] if line.startswith("new-conffile ")]
-    gate = _gate(probe_url, http_port)
+    gate = _gate(probe_url, http_port, ssl_certificate, probe_verify)
     message = f"orthanc upgraded to {reported} ({target})"
     if not restarted:  # a stopped unit stays stopped, as try-restart would leave it
         restarts.defer(host.name, [line.split(" ", 1)[1] for line in lines[1:] if line.startswith("active-unit ")])
@@ -80,7 +80,7 @@ def upgraded(state, host, binary: str, config_dir: str, target: str, floor: str,
         tail = _log_tail(host, services[0])
         return _fail(host, f"orthanc {reported} installed but Orthanc is not answering; Orthanc log: {tail}")
     elif probe_url:
-        served = _system_version(probe_url)
+        served = _system_version(probe_url, probe_verify)
         if served and not at_least(served, floor):
             return _fail(host, f"orthanc {reported} installed but /system still reports {served}: not restarted?")
     if new_files:
@@ -90,7 +90,8 @@ def upgraded(state, host, binary: str, config_dir: str, target: str, floor: str,
     return True
 
 
-def restart_replaced(state, host, units: list[str], restart: bool, probe_url: str | None, http_port: int) -> bool:
+def restart_replaced(state, host, units: list[str], restart: bool, probe_url: str | None, http_port: int,
+                     ssl_certificate: str | None = None, probe_verify: bool | str = True) -> bool:
     """Units running a binary an earlier upgrade replaced: restart each (or leave it to the authentication change
     that follows) and check Orthanc answers."""
     names = ", ".join(units)
@@ -99,7 +100,7 @@ def restart_replaced(state, host, units: list[str], restart: bool, probe_url: st
         outcomes.record(host.name, CONTROL, "changed", f"{names} still ran the replaced Orthanc binary; restarted "
                                                        "with the authentication change")
         return True
-    gate = _gate(probe_url, http_port)
+    gate = _gate(probe_url, http_port, ssl_certificate, probe_verify)
     for unit in units:
         if not restart_answering(host, unit, gate, ANSWER_TIMEOUT):
             return _fail(host, f"{unit} ran the replaced Orthanc binary and does not answer after its restart; "

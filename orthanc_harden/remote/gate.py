@@ -1,16 +1,28 @@
 # Remote program body: a health gate run on the host itself when the control node cannot reach Orthanc's port.
-# Standard input: {"url", "user", "password", "timeout"}, or {"url", "timeout", "answer_only": true} to wait until
-# Orthanc answers at all. Prints {"ok": bool, "detail": "..."} without secrets.
+# Standard input: {"url", "user", "password", "timeout", "ca"}, or {"url", "timeout", "answer_only": true, "ca"} to
+# wait until Orthanc answers at all. "ca": for an https:// url, the certificate file Orthanc serves (SslCertificate),
+# trusted alone. Prints {"ok": bool, "detail": "..."} without secrets.
 
 import base64
+import ssl
 import sys
 import time
 import urllib.error
 import urllib.request
 
+DIRECT = None
 
-# Never the environment's proxy: it would see the password in clear and answer for an Orthanc it cannot reach.
-DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+def opener(ca):
+    """Never the environment's proxy: it would see the password in clear and answer for an Orthanc it cannot
+    reach. Over https, the Orthanc's own certificate is the only trust anchor; the name is not checked, since the
+    gate asks 127.0.0.1 for the certificate Orthanc was configured with."""
+    handlers = [urllib.request.ProxyHandler({})]
+    if ca:
+        context = ssl.create_default_context(cafile=ca)
+        context.check_hostname = False
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    return urllib.request.build_opener(*handlers)
 
 
 def status(url, auth=None):
@@ -28,7 +40,9 @@ def status(url, auth=None):
 
 
 def main():
+    global DIRECT
     request = json.loads(sys.stdin.read())
+    DIRECT = opener(request.get("ca"))
     deadline = time.time() + float(request.get("timeout", 60))
     detail = "Orthanc did not answer"
     while time.time() < deadline:

@@ -21,7 +21,7 @@ DEFAULT_CREDENTIALS = {("orthanc", "orthanc"), ("demo", "demo"), ("alice", "orth
 # hold passwords or tokens, so they are reported by key name only.
 REPORTED_KEYS = {
     "Name", "HttpServerEnabled", "HttpPort", "DicomServerEnabled", "DicomPort", "DicomAet", "RemoteAccessAllowed",
-    "AuthenticationEnabled", "SslEnabled", "DicomTlsEnabled", "WebDavEnabled", "ExecuteLuaEnabled",
+    "AuthenticationEnabled", "SslEnabled", "SslCertificate", "DicomTlsEnabled", "WebDavEnabled", "ExecuteLuaEnabled",
     "HttpDescribeErrors", "RestApiWriteToFileSystemEnabled", "DicomAlwaysAllowEcho", "DicomAlwaysAllowStore",
     "DicomAlwaysAllowFind", "DicomAlwaysAllowGet", "DicomAlwaysAllowMove", "DicomCheckCalledAet",
     "DicomCheckModalityHost", "OrthancExplorerEnabled", "StorageDirectory", "IndexDirectory",

@@ -61,3 +61,4 @@ def malformed(client) -> None:
 
 def main_pid(client, unit: str) -> str:
     return _must(client, f"systemctl show -p MainPID --value '{unit}'").strip()
+

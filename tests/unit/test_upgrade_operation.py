@@ -156,7 +156,7 @@ def test_pinned_version_installs_exactly_that_version(pin, expected):
 
 def test_pin_not_offered_reports_and_changes_nothing():
     fact = packages(candidates={"orthanc": "1.10.1+dfsg-2+deb12u1"}, available={"orthanc": ["1.10.1+dfsg-2+deb12u1"]})
-    fake, commands = _run(fact, version="1.12.0")
+    fake, commands = _run(fact, version="1.12.0", fail_if_unreachable=False)
     assert commands == []
     assert fake.noops == ["cannot upgrade: orthanc 1.12.0 is not offered by the configured repositories"]
     assert outcomes.for_host("pacs-01")["upgrade"]["status"] == "not-compliant"
@@ -169,9 +169,18 @@ def test_pin_older_than_installed_never_downgrades():
     assert fake.noops == ["orthanc 1.10.1+dfsg-2+deb12u1 is newer than the pinned 1.9.7: never downgrades"]
 
 
-def test_no_candidate_reaching_the_floor_is_reported_not_compliant():
+def test_no_candidate_reaching_the_floor_fails_the_host_when_used_alone():
+    """Imported into an operator's deploy, an unreachable floor never ends as "No changes" (#17)."""
     fact = packages(installed={"orthanc": "1.5.1-1"}, candidates={"orthanc": "1.5.6-1"})
-    fake, commands = _run(fact)
+    _, (fail,) = _run(fact)
+    assert fail.execute(None, FakeHost(), {}) is False
+    assert outcomes.for_host("pacs-01")["upgrade"] == {
+        "status": "not-compliant", "message": "cannot upgrade: newest available orthanc is 1.5.6-1, below 1.5.8"}
+
+
+def test_no_candidate_reaching_the_floor_is_reported_not_compliant_for_harden():
+    fact = packages(installed={"orthanc": "1.5.1-1"}, candidates={"orthanc": "1.5.6-1"})
+    fake, commands = _run(fact, fail_if_unreachable=False)
     assert commands == []
     assert fake.noops == ["cannot upgrade: newest available orthanc is 1.5.6-1, below 1.5.8"]
     assert outcomes.for_host("pacs-01")["upgrade"] == {
