@@ -170,3 +170,22 @@ def test_real_fleet_in_one_run_then_nothing_to_do(fleet):
     for name in names[:3]:
         assert rows[name]["status"] == "compliant" and rows[name]["changes"] == [], rows[name]
     assert _pids(fleet) == after, "a second run must restart nothing"
+
+
+def test_a_rotated_password_leaves_only_the_pre_tool_original_behind(fleet):
+    """Issue #18.5: the backup used to be overwritten at every change, so the pre-tool original was lost after two
+    changes, and the previous password stayed on disk after a rotation."""
+    rotated = "Rotated-real-2b9d"
+    users = fleet["env"]["ORTHANC_HARDEN_LAB_USERS_REF"].removeprefix("file:")
+    with open(users, "w") as handle:
+        json.dump({"radiology": rotated}, handle)
+    code, output, report = _remediate(fleet)
+    name = fleet["hosts"][1]["name"]
+    row = next(r for r in report["hosts"] if r["host"] == name)
+    assert row["status"] == "changed", row
+    assert _status(_urls(fleet)[1], ("radiology", rotated)) == 200
+    original = "/etc/orthanc/orthanc.json.orthanc-harden-original"
+    kept = _sh(fleet, 1, f"cat {original}")
+    assert OLD_PASSWORD in kept and rotated not in kept, "the original is the file as it was before the tool"
+    leftovers = _sh(fleet, 1, f"grep -rlF -- {CANARY[:16]} /etc/orthanc || true").strip()
+    assert leftovers == "", f"the previous password is still on disk: {leftovers}"
