@@ -80,3 +80,8 @@ def test_audit_reports_why_and_executes_nothing(planted):
     assert "ORTH-008" in found and "nobody" in found["ORTH-008"]["detail"], found
     assert set(found) == {"ORTH-008"}, "an unread configuration must not be judged from Orthanc's defaults"
     assert proc.returncode == 1, proc.stderr[-500:]
+    # remediate reads every host's state with the same probe before its plan (--dry: this machine is not changed)
+    dry = subprocess.run([sys.executable, "-m", "orthanc_harden.cli", "remediate", "@local", "--dry"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert "Traceback" not in dry.stdout + dry.stderr
+    assert not planted["marker"].exists(), "remediate executed a script an unprivileged user controls"
