@@ -200,19 +200,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .lab.errors import LabError
-
-    args = build_parser().parse_args(argv)
-    if args.command != "lab":
-        # pyinfra runs hosts in gevent greenlets: sockets must be cooperative before paramiko/docker load.
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] != ["lab"]:
+        # pyinfra runs hosts in gevent greenlets: sockets (and ssl) must be cooperative before anything imports
+        # them, the parser's own imports included.
         from gevent import monkey
 
         monkey.patch_all()
+    from .audit.run import InventoryError
+    from .lab.errors import LabError
+
+    args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except LabError as error:
         err.print(f"orthanc-harden {args.command}: error: {error}", markup=False)
         return 1
+    except InventoryError as error:  # nothing was contacted: never an empty table that exits 0
+        err.print(f"orthanc-harden {args.command}: error: {error}", markup=False, soft_wrap=True)
+        return 2
     except KeyboardInterrupt:
         err.print("orthanc-harden: interrupted", markup=False)
         return 130

@@ -8,12 +8,14 @@ off needs a written reason in ``orthanc_harden_waivers``, and waived controls ar
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+PREFIX = "orthanc_harden_"
 FIREWALL_BACKENDS = ("auto", "firewalld", "ufw", "nftables", "iptables")
 
 CONTROLS = ("upgrade", "auth", "firewall")
@@ -154,11 +156,29 @@ def plain_tcp_engine(url, tls, insecure) -> str | None:
     return None
 
 
+def _keys(data) -> list[str]:
+    if data is None:
+        return []
+    if hasattr(data, "dict"):  # pyinfra's HostData: host, groups and deploy data merged
+        return list(data.dict())
+    return list(data) if isinstance(data, dict) else []
+
+
+def unknown_settings(data) -> list[str]:
+    """A mistyped setting is never ignored: left alone, `orthanc_harden_users_mod: merge` would leave the default
+    `exact` in force and remove every user the store does not list."""
+    problems = []
+    for key in sorted(k for k in _keys(data) if isinstance(k, str) and k.startswith(PREFIX) and k not in SETTINGS):
+        close = difflib.get_close_matches(key, list(SETTINGS), n=1, cutoff=0.75)
+        problems.append(f"{key} is not an orthanc-harden setting" + (f": did you mean {close[0]}?" if close else ""))
+    return problems
+
+
 def validate(data) -> list[str]:
     """One line per problem in the host data; empty when it is usable."""
     from .findings import CATALOGUE
 
-    problems = []
+    problems = unknown_settings(data)
     for name, setting in SETTINGS.items():
         value = data.get(name, None) if data is not None else None
         if value is not None and not isinstance(value, setting.type):

@@ -15,8 +15,30 @@ from . import containers, instances, probe
 EXIT_COMPLIANT, EXIT_FINDINGS, EXIT_FAILED = 0, 1, 2
 
 
+class InventoryError(Exception):
+    """The inventory cannot be used: one line, before any host is contacted (never an empty, "compliant" run)."""
+
+
+def _looks_like_a_file(path: str) -> bool:
+    return path.endswith((".py", ".ini", ".yml", ".yaml")) or "/" in path
+
+
+def _load_error(inventory_path: str, err: BaseException) -> str:
+    # pyinfra wraps the inventory's own exception (UnexpectedExternalError, whose str() itself fails).
+    cause = err.__context__ if type(err).__name__ == "UnexpectedExternalError" and err.__context__ else err
+    if isinstance(cause, SyntaxError):
+        return f"inventory {cause.filename}:{cause.lineno}: {cause.msg}"
+    try:
+        text = str(cause).strip()
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the cause
+        text = ""
+    return f"inventory {inventory_path} does not load: {type(cause).__name__}" + (
+        f": {text.splitlines()[0][:300]}" if text else "")
+
+
 def load_state(inventory_path: str, limit: list[str] | None, parallel: int):
-    """A pyinfra State for the inventory, made the way pyinfra's own CLI makes it; returns (state, hosts)."""
+    """A pyinfra State for the inventory, made the way pyinfra's own CLI makes it; returns (state, hosts).
+    Raises InventoryError when the inventory does not exist, does not load, or selects no host."""
     import os
     import sys
 
@@ -30,10 +52,18 @@ def load_state(inventory_path: str, limit: list[str] | None, parallel: int):
     state = State(check_for_changes=False)
     state.cwd = cwd
     ctx_state.set(state)
-    inventory = make_inventory(inventory_path, cwd=cwd)
+    if _looks_like_a_file(inventory_path) and not os.path.exists(inventory_path):
+        raise InventoryError(f"inventory {inventory_path} does not exist")
+    try:
+        inventory = make_inventory(inventory_path, cwd=cwd)
+    except Exception as err:  # an inventory is the operator's Python: any error is reported in one line
+        raise InventoryError(_load_error(inventory_path, err)) from None
     ctx_inventory.set(inventory)
     hosts = [h for h in inventory
              if not limit or any(fnmatch.fnmatch(h.name, p) or p in h.groups for p in limit)]
+    if not hosts:
+        raise InventoryError(f"inventory {inventory_path} has no host" +
+                             (f" matching --limit {' '.join(limit)}" if limit else ""))
     # A list: pyinfra treats any other limit (a set included) as no limit at all.
     state.init(inventory, Config(PARALLEL=parallel, FAIL_PERCENT=100), initial_limit=hosts)
     return state, hosts

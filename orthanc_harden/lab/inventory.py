@@ -34,7 +34,7 @@ def groups(lab: str = state.DEFAULT_LAB) -> dict[str, list]:
             "ssh_allow_agent": False,
             "ssh_look_for_keys": False,
             "orthanc_harden_probe_url": f"http://127.0.0.1:{entry['http_port']}",
-            "orthanc_harden_lab_ip": entry["ip"],
+            "lab_ip": entry["ip"],
         })
         for entry in data["hosts"]
     ]

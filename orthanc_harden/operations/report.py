@@ -18,7 +18,9 @@ def fail_host(host, control: str, message: str, status: str = "failed") -> bool:
 
 
 def failing(control: str, message: str, status: str = "failed") -> FunctionCommand:
-    """A command that fails the host with `message` when it runs."""
+    """A command that fails the host with `message` when it runs. The outcome is recorded already when the
+    operation plans it, so that a dry run reports the failure the real run will have."""
+    outcomes.record(host.name, control, status, message)
     return FunctionCommand(lambda state, host: fail_host(host, control, message, status), (), {})
 
 
