@@ -28,8 +28,12 @@ def test_users_file_is_closed_to_others(host, store_user):
     for path in holders:
         f = host.file(path)
         assert (f.user, f.group) == ("root", "orthanc") and f.mode & 0o007 == 0, (path, oct(f.mode))
-    for path in host.run(f"ls {CONFIG_DIR}/*.orthanc-harden-backup").stdout.split():
+    # The pre-tool original is kept owner-only; the rollback copy is gone once Orthanc is healthy.
+    originals = host.run(f"ls {CONFIG_DIR}/*.orthanc-harden-original").stdout.split()
+    assert originals, "the file as it was before orthanc-harden is kept"
+    for path in originals:
         assert host.file(path).mode == 0o600, path
+    assert host.run(f"ls {CONFIG_DIR}/*.orthanc-harden-backup").stdout.split() == []
 
 
 def test_orthanc_ports_are_filtered(host, lab_vars):
