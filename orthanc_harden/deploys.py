@@ -18,6 +18,7 @@ from . import engines, outcomes, settings
 from .audit import containers
 from .facts.orthanc import OrthancHostState
 from .operations import auth, container, firewall, report, schedule, upgrade
+from .operations.isolation import host_deploy
 from .secrets import RUN_CACHE, SecretError
 
 PACKAGED_BINARY = "/usr/sbin/Orthanc"
@@ -62,6 +63,7 @@ def _store_users() -> dict | None:
 
 
 @deploy("Orthanc package upgrade")
+@host_deploy("upgrade")
 def upgrade_packages(state: dict | None = None, restart: bool = True):
     """
     Upgrade package-installed Orthanc and its plugins to ``orthanc_harden_min_version`` or the pinned
@@ -91,6 +93,7 @@ def upgrade_packages(state: dict | None = None, restart: bool = True):
 
 
 @deploy("Orthanc authentication")
+@host_deploy("auth")
 def authentication(state: dict | None = None):
     """
     ``AuthenticationEnabled: true`` with the users of ``orthanc_harden_users_ref`` on every Orthanc unit of a
@@ -129,6 +132,7 @@ def _ports(state: dict) -> list[int]:
 
 
 @deploy("Orthanc firewall")
+@host_deploy("firewall")
 def firewall_rules(state: dict | None = None):
     """
     Restrict the HTTP and DICOM ports of every Orthanc of a package host (from its configuration) to
@@ -170,6 +174,7 @@ def _container_probe_url(data, attrs: dict) -> str | None:
 
 
 @deploy("Orthanc containers")
+@host_deploy("docker")
 def containers_fixed():
     """
     Every Orthanc container of a container host (``orthanc_harden_docker_url``, scoped by
@@ -213,6 +218,7 @@ def containers_fixed():
 
 
 @deploy("Orthanc hardening")
+@host_deploy("harden")
 def harden(host_state: dict | None = None):
     """
     Every control the host data switches on, in order: upgrade, authentication, firewall; then fail the host
@@ -254,6 +260,7 @@ def harden(host_state: dict | None = None):
 
 
 @deploy("orthanc-harden schedule")
+@host_deploy("schedule")
 def schedule_runs():
     """
     Install (or with ``orthanc_harden_schedule_remove`` remove) the scheduled ``remediate`` or ``audit`` run on

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from pyinfra import host
-from pyinfra.api import FunctionCommand, HiddenValue, OperationError, OperationValueError, QuoteString, \
+from pyinfra.api import FunctionCommand, HiddenValue, OperationValueError, QuoteString, \
     StringCommand, operation
 
 from .. import outcomes, restarts
@@ -13,6 +13,8 @@ from ..facts.orthanc import OrthancAuthPlan
 from ..masking import SecretStdin
 from ..remote import program
 from .health import GATE_TIMEOUT, restart_after_upgrade, restart_and_gate
+from .isolation import host_step
+from .report import failing
 
 
 def check_users(users: dict, users_mode: str) -> None:
@@ -37,6 +39,7 @@ def _request(users: dict, config_path: str, users_mode: str, disable_remote_acce
 
 
 @operation()
+@host_step("auth")
 def authentication(
     users: dict,
     config_path: str = "/etc/orthanc",
@@ -89,10 +92,12 @@ def authentication(
     # An upgrade earlier in this run may have left its restart to this operation (restarts.defer).
     upgraded = restart and restarts.pending(host.name, service)
     if "error" in plan:
+        # A failing command, never an exception: raised here it would stop every other host's later steps.
         outcomes.record(host.name, "auth", "failed", plan["error"])
         if upgraded:  # the upgraded binary must not wait for a configuration this run cannot fix
             yield FunctionCommand(restart_after_upgrade, (service, gate), {})
-        raise OperationError(f"{host.name}: {plan['error']}")
+        yield failing("auth", plan["error"])
+        return
     if not plan["changed"]:
         outcomes.record(host.name, "auth", "ok", "authentication on with the store's users")
         if upgraded:

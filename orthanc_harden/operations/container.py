@@ -12,6 +12,7 @@ from .. import container_replace, engines, outcomes, settings
 from ..container_assess import assess
 from .auth import check_users
 from .health import GATE_TIMEOUT
+from .isolation import host_step
 from .report import fail_host, failing
 
 
@@ -56,6 +57,7 @@ def _apply(state, host, container: str, users, users_mode, floor, image, compose
 
 
 @operation()
+@host_step(lambda container, **_: f"container {container}")
 def orthanc(
     container: str,
     users: dict | None,

@@ -13,6 +13,7 @@ from .. import outcomes
 from ..settings import FIREWALL_BACKENDS as BACKENDS
 from ..facts.orthanc import OrthancFirewallPlan
 from ..remote import program
+from .isolation import host_step
 from .report import fail_host, failing
 
 CONTROL = "firewall"
@@ -56,6 +57,7 @@ def _apply(state, host, mode: str, request: str) -> bool:
 
 
 @operation()
+@host_step(CONTROL)
 def restrict(
     ports: list[int],
     cidrs: list[str],
