@@ -22,9 +22,17 @@ from pyinfra.api import FunctionCommand
 from .. import outcomes
 
 
+def _scrubbed(text: str) -> str:
+    from ..secrets import RUN_CACHE
+
+    for secret in RUN_CACHE.values():
+        text = text.replace(secret, "*MASKED*")
+    return text
+
+
 def one_line(err: BaseException) -> str:
     """The cause as one line: connection problems named as such, others by type when the message is unclear."""
-    text = " ".join(str(err).split())[:300]
+    text = _scrubbed(" ".join(str(err).split()))[:300]
     if isinstance(err, (SSHException, EOFError, ConnectionError, TimeoutError)):
         return f"connection lost or timed out ({type(err).__name__}{': ' + text if text else ''})"
     if type(err).__name__ in ("OperationError", "OperationValueError") and text:
@@ -34,12 +42,7 @@ def one_line(err: BaseException) -> str:
 
 def details(err: BaseException) -> str:
     """The traceback, without any password of this run's secret store."""
-    from ..secrets import RUN_CACHE
-
-    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-    for secret in RUN_CACHE.values():
-        text = text.replace(secret, "*MASKED*")
-    return text
+    return _scrubbed("".join(traceback.format_exception(type(err), err, err.__traceback__)))
 
 
 def _log_details(host, text: str) -> None:
