@@ -14,7 +14,7 @@ from pyinfra.api.deploy import deploy
 
 from docker.errors import DockerException
 
-from . import engines, outcomes, settings
+from . import container_assess, engines, outcomes, settings
 from .audit import containers
 from .facts.orthanc import OrthancHostState
 from .operations import auth, container, firewall, report, schedule, upgrade
@@ -197,13 +197,20 @@ def containers_fixed():
         report.failed(name="Docker engine", control="docker", message=str(err).splitlines()[0])
         return
     images = settings.get(data, "orthanc_harden_docker_images")
-    for item in sorted(found, key=lambda c: c.name):
+    # A container parked by an interrupted recreate belongs to the one it was parked for: alone, it is resumed.
+    names = {c.name for c in found}
+    targets = {}
+    for item in found:
+        base = item.name.removesuffix(container_assess.PARKED_SUFFIX)
+        if base == item.name or base not in names:
+            targets.setdefault(base, item)
+    for name, item in sorted(targets.items()):
         kind = containers.family(item)
         if kind is None:
             continue
         container.orthanc(
-            name=f"Orthanc container ({item.name})",
-            container=item.name,
+            name=f"Orthanc container ({name})",
+            container=name,
             users=users,
             image=images.get(kind),
             floor=settings.get(data, "orthanc_harden_min_version"),
@@ -211,7 +218,7 @@ def containers_fixed():
             compose=settings.get(data, "orthanc_harden_docker_compose"),
             publish_address=settings.get(data, "orthanc_harden_docker_publish_address"),
             upgrade=upgrade_on,
-            probe_url=_container_probe_url(data, item.attrs),
+            probe_url=_container_probe_url(data, {"Name": name}),
             # One container's failure must not stop the others; `compliant` fails the host at the end.
             _continue_on_error=True,
         )
