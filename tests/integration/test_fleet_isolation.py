@@ -111,6 +111,20 @@ def test_one_malformed_host_fails_alone_and_the_fleet_is_remediated_twice(fleet)
     assert _container_started(fleet) == container_started, "the container is not restarted either"
     _serving_everything(fleet)
 
+    # The audit and the scheduled run report the same fleet the same way, host by host, without a traceback.
+    audit = run_cli("audit", "inventories/lab.py", "--json", str(fleet["work"] / "audit.json"), env=fleet["env"])
+    assert "Traceback" not in audit.stdout + audit.stderr and audit.returncode == 1, audit.stdout[-3000:]
+    audited = json.loads((fleet["work"] / "audit.json").read_text())["instances"]
+    assert all(r["compliant"] for r in audited if r["host"] != fleet["broken"]["name"])
+    assert any("ORTH-007" in [f["id"] for f in r["findings"]] for r in audited if r["host"] == fleet["broken"]["name"])
+    reports = fleet["work"] / "reports"
+    timed = run_cli("scheduled-run", "remediate", "inventories/lab.py", "--report-dir", str(reports), env=fleet["env"])
+    assert timed.returncode == 2 and "Traceback" not in timed.stdout + timed.stderr, timed.stderr[-3000:]
+    assert timed.stdout.strip().count("\n") == 0 and "1 failed" in timed.stdout, timed.stdout
+    (written,) = reports.glob("remediate-*.json")
+    assert CANARY not in written.read_text()
+    _broken_row(fleet, json.loads(written.read_text()))
+
 
 def test_pyinfra_cli_runs_every_later_step_on_the_other_hosts(fleet):
     """Steps that come after the broken host's failing one (the firewall, the compliance check) still run on every
