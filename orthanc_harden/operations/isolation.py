@@ -53,9 +53,19 @@ def _log_details(host, text: str) -> None:
     log(f"{getattr(host, 'print_prefix', f'[{host.name}] ')}{text}")
 
 
+def _failed_by_pyinfra(host) -> bool:
+    """pyinfra failed the host already (a fact command that failed or lost its connection returns no data)."""
+    from pyinfra.context import ctx_state
+
+    state = ctx_state.get() if ctx_state.isset() else None
+    return bool(state is not None and host in getattr(state, "failed_hosts", ()))
+
+
 def record_failure(host, control: str, err: BaseException, status: str = "failed") -> str:
     """Keep the failure (message and traceback) for reports; the one-line message."""
     message = f"{control}: {one_line(err)}"
+    if _failed_by_pyinfra(host):
+        message = f"{control}: the host stopped answering, or a command reading its state failed"
     text = details(err)
     outcomes.record(host.name, control, status, message, traceback=text)
     _log_details(host, text)

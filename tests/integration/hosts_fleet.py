@@ -79,3 +79,20 @@ def instances(entry: dict, auth) -> set[str]:
     answer = requests.get(f"http://127.0.0.1:{entry['http_port']}/instances", auth=auth, timeout=10)
     answer.raise_for_status()
     return set(answer.json())
+
+
+# python3 earlier in PATH than Debian's: the SSH session dies when the authentication plan (`... check`) runs.
+_SESSION_KILLER = """#!/bin/sh
+case "$*" in *" check") pkill -KILL -f 'sshd: root' ;; esac
+exec /usr/bin/python3 "$@"
+"""
+
+
+def lose_connection_in_auth(lab: dict, entry: dict) -> None:
+    code, out = on(lab, entry, f"cat > /usr/local/bin/python3 <<'EOS'\n{_SESSION_KILLER}EOS\n"
+                               "chmod 755 /usr/local/bin/python3")
+    assert code == 0, out
+
+
+def connection_kept(lab: dict, entry: dict) -> None:
+    on(lab, entry, "rm -f /usr/local/bin/python3")

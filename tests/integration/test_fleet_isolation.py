@@ -148,3 +148,21 @@ def test_pyinfra_cli_runs_every_later_step_on_the_other_hosts(fleet):
     assert any("ALLOW" in line for line in rules[0]) and any("DENY" in line for line in rules[0])
     assert hosts.config_sum(fleet, fleet["broken"]) == fleet["broken_sum"]
     _serving_everything(fleet)
+
+
+def test_a_connection_lost_in_one_host_s_step_fails_that_host_alone(fleet):
+    lost = fleet["healthy"][1]
+    hosts.lose_connection_in_auth(fleet, lost)
+    try:
+        code, output, report = _remediate(fleet)
+    finally:
+        hosts.connection_kept(fleet, lost)
+    assert code == 2 and "Traceback" not in output, output[-3000:]
+    rows = _broken_row(fleet, report)
+    assert rows[lost["name"]]["status"] == "failed"
+    assert rows[lost["name"]]["reason"] == "auth: the host stopped answering, or a command reading its state failed"
+    assert "Traceback" in rows[lost["name"]]["traceback"], "the details are in the JSON report"
+    for entry in (fleet["healthy"][0], fleet["healthy"][2]):
+        assert rows[entry["name"]]["status"] in ("changed", "compliant"), rows[entry["name"]]
+        assert hosts.tool_rules(fleet, entry), "the later firewall step ran"
+    _serving_everything(fleet)
