@@ -111,7 +111,13 @@ def test_one_malformed_host_fails_alone_and_the_fleet_is_remediated_twice(fleet)
     assert _container_started(fleet) == container_started, "the container is not restarted either"
     _serving_everything(fleet)
 
-    # The audit and the scheduled run report the same fleet the same way, host by host, without a traceback.
+    # The dry plan, the audit and the scheduled run report the same fleet the same way, host by host, without a
+    # traceback (the plan used to end on the broken host's exception).
+    dry = run_cli("remediate", "inventories/lab.py", "--dry", "--json", str(fleet["work"] / "dry.json"),
+                  env=fleet["env"])
+    assert dry.returncode == 2 and "Traceback" not in dry.stdout + dry.stderr, (dry.stdout + dry.stderr)[-3000:]
+    planned = _broken_row(fleet, json.loads((fleet["work"] / "dry.json").read_text()))
+    assert all(planned[e["name"]]["status"] == "compliant" for e in fleet["healthy"]), planned
     audit = run_cli("audit", "inventories/lab.py", "--json", str(fleet["work"] / "audit.json"), env=fleet["env"])
     assert "Traceback" not in audit.stdout + audit.stderr and audit.returncode == 1, audit.stdout[-3000:]
     audited = json.loads((fleet["work"] / "audit.json").read_text())["instances"]
