@@ -237,6 +237,10 @@ def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int
                 run_ops(state)
             except PyinfraError as err:  # "No hosts remaining!": every host failed; rows say why
                 pyinfra_lines.lines.append(str(err))
+            except Exception as err:  # noqa: BLE001 - never from this package's operations (they fail their host)
+                for host in runnable:
+                    outcomes.record(host.name, "run", "failed", f"the run stopped: {one_line(err)}",
+                                    traceback=details(err))
         failed.update(state.failed_hosts)
         # Each row audits its host again, hosts at once as the audit command does; a host the run did not change
         # is audited on the state read at its start (its HTTP answers are asked again), saving a round trip.
