@@ -87,7 +87,15 @@ def _audit(args) -> int:
             progress.stop()
     out.print(render.table(report))
     _write_json(report, args.json)
+    _tracebacks(report["instances"], args.verbose)
     return report["exit_code"]
+
+
+def _tracebacks(rows: list[dict], verbose: bool) -> None:
+    """Unexpected errors are one line in the table; their tracebacks are in the JSON report, and here with -v."""
+    for row in rows:
+        if verbose and row.get("traceback"):
+            err.print(f"[{row['host']}] {row['traceback']}", markup=False)
 
 
 def _write_json(report: dict, destination: str | None) -> None:
@@ -135,6 +143,7 @@ def _remediate(args) -> int:
             progress.stop()
     out.print(remediation_table(report))
     _write_json(report, args.json)
+    _tracebacks(report["hosts"], args.verbose)
     return report["exit_code"]
 
 
@@ -153,6 +162,8 @@ def _fleet_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--json", metavar="FILE", help="also write the report as JSON ('-' for stdout)")
     command.add_argument("--limit", action="append", metavar="PATTERN", help="host name glob or group (repeatable)")
     command.add_argument("--parallel", type=int, default=20, help="hosts worked on at once (default 20)")
+    command.add_argument("-v", "--verbose", action="store_true", help="also print the traceback of an unexpected "
+                                                                      "error (always in the JSON report)")
 
 
 def build_parser() -> argparse.ArgumentParser:

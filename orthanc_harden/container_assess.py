@@ -22,6 +22,8 @@ USERS_ENV = "ORTHANC__REGISTERED_USERS"
 # Where env-configured images get their users: a JSON file they merge, never an environment variable.
 USERS_FILE = "/etc/orthanc/orthanc-harden-users.json"
 COMPOSE_PROJECT = "com.docker.compose.project"
+# A recreate parks the old container under this name until its replacement passes the health gate.
+PARKED_SUFFIX = "-orthanc-harden-old"
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Assessment:
     carry: list[ConfigFile] = field(default_factory=list)      # writable-layer config a recreate must copy over
     ports: dict | None = None               # new HostConfig.PortBindings (Orthanc's ports on one address only)
     summary: list[str] = field(default_factory=list)           # password-free description of the change
+    resume: bool = False                    # only the parked old container is left: rename it back, start it
     refusal: str | None = None              # the tool must not do it: not compliant, with the advice
     error: str | None = None                # bad input: fail this container, change nothing
 
@@ -57,7 +60,7 @@ class Assessment:
 
     @property
     def changes(self) -> bool:
-        return not self.error and (self.recreate or self.auth == "files")
+        return not self.error and (self.resume or self.recreate or self.auth == "files")
 
 
 def _env(attrs: dict) -> dict[str, str]:
@@ -155,6 +158,9 @@ def assess(client, name: str, users: dict[str, str] | None, users_mode: str = "e
     try:
         container = client.containers.get(name)
     except NotFound:
+        if parked(client, name) is not None:
+            return Assessment(name, "?", None, "?", resume=True,
+                              summary=[f"{name}{PARKED_SUFFIX}, left by an interrupted run, renamed back and started"])
         return Assessment(name, "?", None, "?", error=f"container {name}: no such container on this engine")
     attrs = container.attrs
     family = containers.family(container) or "other"
@@ -237,6 +243,13 @@ def assess(client, name: str, users: dict[str, str] | None, users_mode: str = "e
     if not in_mount(attrs, directory):
         edited = {f.path for f in result.files}
         result.carry = [f for f in files if f.path not in edited]
+    if result.recreate and parked(client, name) is not None:
+        # Its name is the one a recreate parks the old container under: never removed by the tool (it may be
+        # the only copy of something), so the recreate waits for the administrator.
+        result.error = (f"container {name}: {name}{PARKED_SUFFIX} exists (left by an interrupted run?): check it, "
+                        f"then remove it (`docker rm {name}{PARKED_SUFFIX}` keeps its volumes) or rename it; "
+                        "nothing was changed")
+        return result
     blocker = _recreate_blocker(name, attrs, storage, compose, result) if result.recreate else None
     if blocker and result.auth == "files":
         # Authentication goes on in place; only what needs a recreate waits for the administrator.
@@ -248,6 +261,14 @@ def assess(client, name: str, users: dict[str, str] | None, users_mode: str = "e
         result.upgrade_to, result.auth, result.env, result.files, result.originals = None, "ok", {}, [], []
         result.ports = None
     return result
+
+
+def parked(client, name: str):
+    """The old container a recreate of `name` parked and did not remove (an interrupted run), or None."""
+    try:
+        return client.containers.get(f"{name}{PARKED_SUFFIX}")
+    except NotFound:
+        return None
 
 
 def _recreate_blocker(name: str, attrs: dict, storage: dict, compose: str, result: Assessment) -> str | None:

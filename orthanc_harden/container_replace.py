@@ -20,11 +20,11 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from . import container_spec, direct_http, versions
 from .audit import containers
-from .container_assess import Assessment, ConfigFile, digest_matches, in_mount
+from .container_assess import PARKED_SUFFIX, Assessment, ConfigFile, digest_matches, in_mount, parked
 from .operations.health import wait_for_auth
 
 BACKUP_SUFFIX = ".orthanc-harden-backup"
-OLD_SUFFIX = "-orthanc-harden-old"
+OLD_SUFFIX = PARKED_SUFFIX
 
 
 class ReplaceError(Exception):
@@ -193,11 +193,12 @@ def recreate(client, plan: Assessment, probe_url: str | None, gate: dict, floor:
     shared = [f for f in plan.files if in_mount(attrs, f.path)]
     own = [f for f in plan.files if not in_mount(attrs, f.path)]
 
-    old.stop(timeout=_stop_timeout(attrs))
-    parked = f"{plan.name}{OLD_SUFFIX}"
-    client.api.rename(old.id, parked)
     new_id = None
+    # The stop and the rename are inside the rollback: a rename that fails (a name taken since the plan) must not
+    # leave Orthanc stopped.
     try:
+        old.stop(timeout=_stop_timeout(attrs))
+        client.api.rename(old.id, f"{plan.name}{OLD_SUFFIX}")
         if shared:
             _backup(old, [f for f in plan.originals if in_mount(attrs, f.path)], running=False)
             _put(old, shared, running=False)
@@ -219,17 +220,51 @@ def recreate(client, plan: Assessment, probe_url: str | None, gate: dict, floor:
 
 
 def _roll_back(client, plan: Assessment, old_id: str, new_id: str | None, attrs: dict) -> str:
-    steps = []
+    """Every step is tried on its own: whatever else fails, the old container runs again if it ran before."""
+    problems = []
+
+    def step(action, *args, **kwargs):
+        try:
+            action(*args, **kwargs)
+        except (DockerException, ReplaceError) as err:
+            problems.append(str(err).splitlines()[0][:200])
+
+    if new_id:
+        step(client.api.remove_container, new_id, force=True, v=False)
     try:
-        if new_id:
-            client.api.remove_container(new_id, force=True, v=False)
         old = client.containers.get(old_id)
-        _restore(old, [f for f in plan.originals if in_mount(attrs, f.path)], running=False)
-        client.api.rename(old_id, plan.name)
-        if attrs["State"].get("Running"):
-            old.start()
-        steps.append(f"old container {plan.name} restored and started with its data")
+        step(_restore, old, [f for f in plan.originals if in_mount(attrs, f.path)], running=False)
+        old.reload()
+        if old.name != plan.name:
+            step(client.api.rename, old_id, plan.name)
+        old.reload()
+        if attrs["State"].get("Running") and old.status != "running":
+            step(old.start)
+        old.reload()
     except DockerException as err:
-        steps.append(f"ROLLBACK INCOMPLETE ({str(err).splitlines()[0][:200]}): the old container is "
-                     f"{plan.name}{OLD_SUFFIX}, its volumes are untouched")
-    return "; ".join(steps)
+        return f"ROLLBACK INCOMPLETE ({str(err).splitlines()[0][:200]}): check {plan.name} and " \
+               f"{plan.name}{OLD_SUFFIX}; volumes are untouched"
+    running = old.status == "running" or not attrs["State"].get("Running")
+    if not problems:
+        return f"old container {plan.name} restored and started with its data"
+    where = f"the old container is {old.name}, {'running' if old.status == 'running' else 'NOT running'}"
+    return f"ROLLBACK {'INCOMPLETE' if not running else 'partial'} ({'; '.join(problems)}): {where}, its volumes " \
+           "are untouched"
+
+
+def resume_parked(client, name: str) -> str | None:
+    """An interrupted recreate left only the parked old container: give it its name back and start it, as the
+    rollback would have. Returns what was done, or None when `name` exists (nothing to resume)."""
+    try:
+        client.containers.get(name)
+        return None
+    except NotFound:
+        pass
+    old = parked(client, name)
+    if old is None:
+        return None
+    client.api.rename(old.id, name)
+    old.reload()
+    if old.status != "running":
+        old.start()
+    return f"{name}{OLD_SUFFIX}, left by an interrupted run, renamed back to {name} and started"

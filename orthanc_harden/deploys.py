@@ -17,10 +17,11 @@ from pyinfra.api.deploy import deploy
 
 from docker.errors import DockerException
 
-from . import engines, hostkeys, outcomes, settings
+from . import container_assess, engines, hostkeys, outcomes, settings
 from .audit import containers
 from .facts.orthanc import OrthancHostState
 from .operations import auth, container, firewall, report, schedule, upgrade
+from .operations.isolation import host_deploy
 from .secrets import RUN_CACHE, SecretError
 
 PACKAGED_BINARY = "/usr/sbin/Orthanc"
@@ -106,6 +107,7 @@ def _store_users() -> dict | None:
 
 
 @deploy("Orthanc package upgrade")
+@host_deploy("upgrade")
 def upgrade_packages(state: dict | None = None, restart: bool = True, compliance_follows: bool = False):
     """
     Upgrade package-installed Orthanc and its plugins to ``orthanc_harden_min_version`` or the pinned
@@ -138,6 +140,7 @@ def upgrade_packages(state: dict | None = None, restart: bool = True, compliance
 
 
 @deploy("Orthanc authentication")
+@host_deploy("auth")
 def authentication(state: dict | None = None):
     """
     ``AuthenticationEnabled: true`` with the users of ``orthanc_harden_users_ref`` on every Orthanc unit of a
@@ -182,6 +185,7 @@ def _ports(state: dict) -> list[int]:
 
 
 @deploy("Orthanc firewall")
+@host_deploy("firewall")
 def firewall_rules(state: dict | None = None):
     """
     Restrict the HTTP and DICOM ports of every Orthanc of a package host (from its configuration) to
@@ -224,6 +228,7 @@ def _container_probe_url(data, attrs: dict) -> str | None:
 
 
 @deploy("Orthanc containers")
+@host_deploy("docker")
 def containers_fixed():
     """
     Every Orthanc container of a container host (``orthanc_harden_docker_url``, scoped by
@@ -246,13 +251,20 @@ def containers_fixed():
         report.failed(name="Docker engine", control="docker", message=str(err).splitlines()[0])
         return
     images = settings.get(data, "orthanc_harden_docker_images")
-    for item in sorted(found, key=lambda c: c.name):
+    # A container parked by an interrupted recreate belongs to the one it was parked for: alone, it is resumed.
+    names = {c.name for c in found}
+    targets = {}
+    for item in found:
+        base = item.name.removesuffix(container_assess.PARKED_SUFFIX)
+        if base == item.name or base not in names:
+            targets.setdefault(base, item)
+    for name, item in sorted(targets.items()):
         kind = containers.family(item)
         if kind is None:
             continue
         container.orthanc(
-            name=f"Orthanc container ({item.name})",
-            container=item.name,
+            name=f"Orthanc container ({name})",
+            container=name,
             users=users,
             image=images.get(kind),
             floor=settings.get(data, "orthanc_harden_min_version"),
@@ -260,13 +272,14 @@ def containers_fixed():
             compose=settings.get(data, "orthanc_harden_docker_compose"),
             publish_address=settings.get(data, "orthanc_harden_docker_publish_address"),
             upgrade=upgrade_on,
-            probe_url=_container_probe_url(data, item.attrs),
+            probe_url=_container_probe_url(data, {"Name": name}),
             # One container's failure must not stop the others; `compliant` fails the host at the end.
             _continue_on_error=True,
         )
 
 
 @deploy("Orthanc hardening")
+@host_deploy("harden")
 def harden(host_state: dict | None = None):
     """
     Every control the host data switches on, in order: upgrade, authentication, firewall; then fail the host
@@ -307,7 +320,6 @@ def harden(host_state: dict | None = None):
     report.compliant(name="Orthanc compliant")
 
 
-@deploy("orthanc-harden schedule")
 def _unattended_host_keys(inventory: str, data) -> str | None:
     """Why the scheduled run may not use this inventory, or None (see ``hostkeys``)."""
     if settings.get(data, "orthanc_harden_schedule_remove") or settings.get(data, "orthanc_harden_waivers").get(
@@ -326,6 +338,8 @@ def _unattended_host_keys(inventory: str, data) -> str | None:
             f"{settings.HOST_KEYS_WAIVER!r} in orthanc_harden_waivers with a reason")
 
 
+@deploy("orthanc-harden schedule")
+@host_deploy("schedule")
 def schedule_runs():
     """
     Install (or with ``orthanc_harden_schedule_remove`` remove) the scheduled ``remediate`` or ``audit`` run on

@@ -15,6 +15,7 @@ from typing import Callable
 
 from . import outcomes, restarts, settings
 from .audit import run as audit_run
+from .operations.isolation import details, one_line
 
 EXIT_COMPLIANT, EXIT_NOT_COMPLIANT, EXIT_FAILED = 0, 1, 2
 STATUSES = ("changed", "compliant", "would-change", "not-compliant", "failed")
@@ -39,7 +40,7 @@ class _PyinfraLines(logging.Handler):
         return mine[-1] if mine else None
 
 
-def _callbacks(on_op: Callable[[str], None] | None):
+def _callbacks(on_op: Callable[[str], None] | None, lines: _PyinfraLines | None = None):
     from pyinfra.api import BaseStateCallback
 
     class Events(BaseStateCallback):
@@ -55,7 +56,9 @@ def _callbacks(on_op: Callable[[str], None] | None):
             found = outcomes.for_host(host.name)
             if "compliance" not in found and "failed" not in {o["status"] for o in found.values()}:
                 name = ", ".join(sorted(state.get_op_meta(op_hash).names))
-                outcomes.record(host.name, "run", "failed", f"operation '{name}' failed")
+                cause = lines.last_for(host.name) if lines else None
+                outcomes.record(host.name, "run", "failed", f"operation '{name}' failed" + (f": {cause}" if cause
+                                                                                          else ""))
 
     return Events()
 
@@ -71,6 +74,9 @@ def _connect(state, hosts, parallel: int) -> list:
         except (ConnectError, PyinfraError, OSError) as err:
             outcomes.record(host.name, "connect", "failed", f"unreachable: {err}")
             return None
+        except Exception as err:  # noqa: BLE001 - one host's problem never stops the others
+            outcomes.record(host.name, "connect", "failed", f"unreachable: {one_line(err)}", traceback=details(err))
+            return None
         return host
 
     connected = [h for h in Pool(max(1, parallel)).imap(one, hosts) if h is not None]
@@ -84,7 +90,6 @@ def _host_states(hosts, parallel: int) -> dict:
     other, so reading it there puts one round trip per host end to end. A host whose read fails is left out and
     read again by the deploy, which reports the error with the host's name."""
     from gevent.pool import Pool
-    from pyinfra.api.exceptions import PyinfraError
 
     from .facts.orthanc import OrthancHostState
 
@@ -93,7 +98,7 @@ def _host_states(hosts, parallel: int) -> dict:
             return host, None
         try:
             return host, host.get_fact(OrthancHostState)
-        except (PyinfraError, OSError, ValueError):
+        except Exception:  # noqa: BLE001 - read again by the deploy, which fails this host alone with the cause
             return host, None
 
     return {h: found for h, found in Pool(max(1, parallel)).imap(one, hosts) if found is not None}
@@ -145,6 +150,9 @@ def _row(host, failed: bool, pyinfra_lines: _PyinfraLines, dry: bool, plan: list
     row = {"host": host.name, "status": "compliant", "reason": "", "changes": changes,
            "waived": settings.waived_controls(host.data), "audit": []}
     failures = [o["message"] for o in found.values() if o["status"] == "failed"]
+    tracebacks = [o["traceback"] for o in found.values() if o.get("traceback")]
+    if tracebacks:  # unexpected errors: the JSON report (and -v) get the details, the table one line
+        row["traceback"] = "\n".join(tracebacks)
     if failures or (failed and "compliance" not in found):
         reason = "; ".join(failures) or pyinfra_lines.last_for(host.name) or "the run failed"
         row.update(status="failed", reason=reason)
@@ -172,6 +180,15 @@ def _row(host, failed: bool, pyinfra_lines: _PyinfraLines, dry: bool, plan: list
     return row
 
 
+def _safe_row(host, *args) -> dict:
+    """A host's row; an error while auditing it fails that row alone."""
+    try:
+        return _row(host, *args)
+    except Exception as err:  # noqa: BLE001 - one host's problem never stops the others
+        return {"host": host.name, "status": "failed", "reason": f"audit after the run: {one_line(err)}",
+                "changes": [], "waived": {}, "audit": [], "traceback": details(err)}
+
+
 def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int = 20, dry: bool = False,
               on_op: Callable[[str], None] | None = None) -> dict:
     """Run ``orthanc_harden.deploys.harden`` on every host (plan only when ``dry``) and return the report."""
@@ -190,7 +207,7 @@ def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int
     pyinfra_logger = logging.getLogger("pyinfra")
     pyinfra_logger.addHandler(pyinfra_lines)
     state, hosts = audit_run.load_state(inventory_path, limit, parallel)
-    state.add_callback_handler(_callbacks(on_op))
+    state.add_callback_handler(_callbacks(on_op, pyinfra_lines))
     failed: set = set()
     try:
         state.set_stage(StateStage.Connect)
@@ -202,10 +219,16 @@ def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int
             try:
                 with _ops_keyed_by_call_site(), ctx_state.use(state), ctx_host.use(host):
                     harden(host_state=host_states.get(host))
-            except (PyinfraError, OSError, ValueError) as err:
-                outcomes.record(host.name, "prepare", "failed", f"{type(err).__name__}: {err}")
+            except Exception as err:  # noqa: BLE001 - this host fails alone; the others are planned
+                outcomes.record(host.name, "prepare", "failed", one_line(err), traceback=details(err))
                 failed.add(host)
-        plans = {h: _plan(state, h) for h in connected if h not in failed} if dry else {}
+        plans = {}
+        for host in (h for h in connected if h not in failed and dry):
+            try:
+                plans[host] = _plan(state, host)
+            except Exception as err:  # noqa: BLE001 - this host fails alone
+                outcomes.record(host.name, "plan", "failed", one_line(err), traceback=details(err))
+                failed.add(host)
         runnable = [h for h in connected if h not in failed]
         if not dry and runnable:
             state.active_hosts = set(runnable)
@@ -214,12 +237,16 @@ def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int
                 run_ops(state)
             except PyinfraError as err:  # "No hosts remaining!": every host failed; rows say why
                 pyinfra_lines.lines.append(str(err))
+            except Exception as err:  # noqa: BLE001 - never from this package's operations (they fail their host)
+                for host in runnable:
+                    outcomes.record(host.name, "run", "failed", f"the run stopped: {one_line(err)}",
+                                    traceback=details(err))
         failed.update(state.failed_hosts)
         # Each row audits its host again, hosts at once as the audit command does; a host the run did not change
         # is audited on the state read at its start (its HTTP answers are asked again), saving a round trip.
         reusable = {h: found for h, found in host_states.items() if not dry and _unchanged(state, h)}
         rows = list(Pool(max(1, parallel)).imap(
-            lambda h: _row(h, h in failed, pyinfra_lines, dry, plans.get(h, []), reusable.get(h)), hosts))
+            lambda h: _safe_row(h, h in failed, pyinfra_lines, dry, plans.get(h, []), reusable.get(h)), hosts))
     finally:
         state.set_stage(StateStage.Disconnect)
         for host in hosts:

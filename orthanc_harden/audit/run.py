@@ -91,6 +91,7 @@ def audit_host(host, host_state: dict | None = None) -> list[dict]:
     from pyinfra.api.exceptions import ConnectError, PyinfraError
 
     from ..facts.orthanc import OrthancHostState
+    from ..operations.isolation import details, one_line
 
     problems = settings.validate(host.data)
     if problems:
@@ -118,13 +119,18 @@ def audit_host(host, host_state: dict | None = None) -> list[dict]:
         return [_row_failed(host.name, f"unreachable: {err}")]
     except (PyinfraError, ConnectionError, OSError, ValueError) as err:
         return [_row_failed(host.name, f"{type(err).__name__}: {err}")]
+    except Exception as err:  # noqa: BLE001 - one host's problem never stops the others' audit
+        return [{**_row_failed(host.name, one_line(err)), "traceback": details(err)}]
     if not found:
         return [{"host": host.name, "instance": None, "kind": None, "status": "no-orthanc",
                  "reason": "no Orthanc package, binary, unit, process or container found", "findings": [],
                  "compliant": True}]
-    for inst in found:
-        inst["probe"] = probe.probe(inst["probe_url"]) if inst.get("probe_url") else None
-        _evaluate(inst, host.data)
+    try:
+        for inst in found:
+            inst["probe"] = probe.probe(inst["probe_url"]) if inst.get("probe_url") else None
+            _evaluate(inst, host.data)
+    except Exception as err:  # noqa: BLE001 - one host's problem never stops the others' audit
+        return [{**_row_failed(host.name, one_line(err)), "traceback": details(err)}]
     return found
 
 

@@ -12,6 +12,7 @@ from ..facts.orthanc import OrthancAuthPlan
 from ..masking import SecretStdin
 from ..remote import program
 from .health import GATE_TIMEOUT, gate_target, restart_after_upgrade, restart_and_gate
+from .isolation import host_step
 from .report import failing
 
 
@@ -57,6 +58,7 @@ def _request(users: dict, config_path: str, users_mode: str, disable_remote_acce
 
 
 @operation()
+@host_step("auth")
 def authentication(
     users: dict,
     config_path: str = "/etc/orthanc",
@@ -115,6 +117,7 @@ def authentication(
     # An upgrade earlier in this run may have left its restart to this operation (restarts.defer).
     upgraded = restart and restarts.pending(host.name, service)
     if "error" in plan:
+        # A failing command, never an exception: raised here it would stop every other host's later steps.
         outcomes.record(host.name, "auth", "failed", plan["error"])
         if upgraded:  # the upgraded binary must not wait for a configuration this run cannot fix
             yield FunctionCommand(restart_after_upgrade, (service, gate), {})

@@ -12,6 +12,7 @@ from .. import container_replace, engines, outcomes, settings
 from ..container_assess import assess
 from .auth import check_users
 from .health import GATE_TIMEOUT
+from .isolation import host_step
 from .report import fail_host, failing
 
 
@@ -29,12 +30,16 @@ def _apply(state, host, container: str, users, users_mode, floor, image, compose
     control = f"container {container}"
     try:
         client = engines.of_host(host)
+        resumed = container_replace.resume_parked(client, container)
         plan = assess(client, container, _plain(users), users_mode, floor, image, compose, upgrade,
                       publish_address)
         if plan.error:
-            return fail_host(host, control, plan.error)
-        if not plan.changes:  # changed between plan and execution: nothing left to do
-            outcomes.record(host.name, control, "ok", f"container {container}: nothing to change")
+            return fail_host(host, control, "; ".join(filter(None, [resumed, plan.error])))
+        if not plan.changes:  # changed between plan and execution, or only the resume was needed
+            message = resumed or f"container {container}: nothing to change"
+            outcomes.record(host.name, control, "changed" if resumed else "ok", message)
+            if resumed:
+                host.log_styled(f"container {container}: {resumed}", fg="yellow")
             return True
         first = sorted(users)[0] if users else None
         gate = {"user": first, "password": users[first] if users else None, "timeout": gate_timeout,
@@ -47,7 +52,7 @@ def _apply(state, host, container: str, users, users_mode, floor, image, compose
         return fail_host(host, control, f"container {container}: {err}")
     except DockerException as err:  # before the first change (inspecting the old image...): one line, no traceback
         return fail_host(host, control, f"container {container}: engine error: {str(err).splitlines()[0][:200]}")
-    message = f"{'; '.join(plan.summary)}: {detail}"
+    message = f"{'; '.join(([resumed] if resumed else []) + plan.summary)}: {detail}"
     # A refused upgrade next to in-place authentication stays open: the host is still not compliant.
     outcomes.record(host.name, control, "not-compliant" if plan.refusal else "changed",
                     f"{_unnamed(plan.refusal, container)}; done meanwhile: {message}" if plan.refusal else message)
@@ -56,6 +61,7 @@ def _apply(state, host, container: str, users, users_mode, floor, image, compose
 
 
 @operation()
+@host_step(lambda container, **_: f"container {container}")
 def orthanc(
     container: str,
     users: dict | None,

@@ -16,6 +16,7 @@ from ..connector import DockerEngineConnector
 from ..facts.orthanc import OrthancFirewallPlan
 from ..remote import program
 from . import hostcmd
+from .isolation import host_step
 from .report import fail_host, failing
 
 CONTROL = "firewall"
@@ -99,6 +100,7 @@ def _apply(state, host, mode: str, request: str, confirm_timeout: int) -> bool:
 
 
 @operation()
+@host_step(CONTROL)
 def restrict(
     ports: list[int],
     cidrs: list[str],

@@ -7,6 +7,7 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 
 from .. import outcomes
+from .isolation import host_step
 
 
 
@@ -17,11 +18,16 @@ def fail_host(host, control: str, message: str, status: str = "failed") -> bool:
     return False
 
 
+def _fail(state, host, control: str, message: str, status: str) -> bool:
+    return fail_host(host, control, message, status)
+
+
 def failing(control: str, message: str, status: str = "failed") -> FunctionCommand:
-    """A command that fails the host with `message` when it runs. The outcome is recorded already when the
-    operation plans it, so that a dry run reports the failure the real run will have."""
+    """A command that fails the host with `message` when it runs (``args``: control, message, status). The
+    outcome is recorded already when the operation plans it, so that a dry run reports the failure the real run
+    will have."""
     outcomes.record(host.name, control, status, message)
-    return FunctionCommand(lambda state, host: fail_host(host, control, message, status), (), {})
+    return FunctionCommand(_fail, (control, message, status), {})
 
 
 @operation(is_idempotent=False)
@@ -42,6 +48,7 @@ def failed(control: str, message: str):
 
 
 @operation()
+@host_step("compliance")
 def compliant(controls: tuple[str, ...] = ("upgrade", "auth", "firewall")):
     """
     Fail the host, at the end of a run, when a control (or a container) found something it could not fix (for

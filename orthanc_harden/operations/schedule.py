@@ -12,6 +12,8 @@ from pyinfra.api import OperationValueError, operation
 from pyinfra.facts.files import Directory, File
 from pyinfra.operations import files, systemd
 
+from .isolation import host_step
+
 UNIT_DIR = "/etc/systemd/system"
 CRON_DIR = "/etc/cron.d"
 MODES = ("remediate", "audit")
@@ -64,6 +66,7 @@ def cron_file(schedule: str, line: str, environment_file: str | None) -> str:
 
 
 @operation()
+@host_step("schedule")
 def timer(
     inventory: str,
     mode: str = "remediate",

@@ -12,6 +12,7 @@ from ..audit.effective import version_tuple
 from ..facts.packages import APT_STAMP, RPM_STAMP, OrthancPackages
 from ..versions import at_least, matches_pin, newer, sort_key
 from . import verify
+from .isolation import host_step
 from .report import failing
 
 
@@ -126,6 +127,7 @@ def _nothing_to_do(current: str | None, floor: str, version: str | None) -> bool
 
 
 @operation()
+@host_step(CONTROL)
 def package(
     floor: str = FLOOR,
     version: str | None = None,

@@ -114,6 +114,10 @@ class SecretCache:
             self._resolved[ref] = resolve_users(ref, environ=self._environ)
         return self._resolved[ref]
 
+    def values(self) -> list[str]:
+        """Every password resolved in this run, to scrub from tracebacks kept for reports."""
+        return [password.unmask() for users in self._resolved.values() for password in users.values()]
+
     def resolve_all(self, refs) -> None:
         for ref in sorted(set(refs)):
             self.users(ref)
