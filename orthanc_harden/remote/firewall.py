@@ -425,16 +425,20 @@ def ipt_persist():
             "iptables-persistent), so a reboot drops them"]
 
 
+def ipt_drop_chain(tool):
+    """Take away the tool's INPUT jump(s) and its chain, for one of iptables/ip6tables."""
+    for _ in range(100):
+        if run([tool, "-D", "INPUT", "-m", "comment", "--comment", TAG, "-j", CHAIN])[0] != 0:
+            break
+    if run([tool, "-L", CHAIN, "-n"])[0] == 0:
+        must([tool, "-F", CHAIN], tool + " -F")
+        must([tool, "-X", CHAIN], tool + " -X")
+
+
 def ipt_remove():
     for tool in ("iptables", "ip6tables"):
-        if not shutil.which(tool):
-            continue
-        for _ in range(100):
-            if run([tool, "-D", "INPUT", "-m", "comment", "--comment", TAG, "-j", CHAIN])[0] != 0:
-                break
-        if run([tool, "-L", CHAIN, "-n"])[0] == 0:
-            must([tool, "-F", CHAIN], tool + " -F")
-            must([tool, "-X", CHAIN], tool + " -X")
+        if shutil.which(tool):
+            ipt_drop_chain(tool)
     return ipt_persist()
 
 

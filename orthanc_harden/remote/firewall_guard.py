@@ -147,12 +147,7 @@ def restore(snap):
 
 
 def _ipt_restore(tool, before):
-    for _ in range(100):
-        if run([tool, "-D", "INPUT", "-m", "comment", "--comment", TAG, "-j", CHAIN])[0] != 0:
-            break
-    if run([tool, "-L", CHAIN, "-n"])[0] == 0:
-        must([tool, "-F", CHAIN], tool + " -F")
-        must([tool, "-X", CHAIN], tool + " -X")
+    ipt_drop_chain(tool)
     if before["exists"]:
         chain = "*filter\n:%s - [0:0]\n%s\nCOMMIT\n" % (CHAIN, "\n".join(before["rules"]))
         must([tool + "-restore", "--noflush"], tool + "-restore", stdin=chain)

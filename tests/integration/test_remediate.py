@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import docker
@@ -20,6 +19,7 @@ import requests
 from tests.conftest import ROOT, run_cli
 from tests.integration.conftest import SUBSET_INVENTORY, fresh_lab, ssh_to
 from tests.integration.conftest import run_on as _sh
+from tests.integration.hosts_fleet import anonymous as _anonymous
 
 pytestmark = pytest.mark.lab
 
@@ -49,18 +49,6 @@ def _on(fleet, index: int, command: str) -> str:
         return _sh(client, command)[1]
     finally:
         client.close()
-
-
-def _anonymous(entry) -> int:
-    """Anonymous GET /system, waiting (bounded) for an Orthanc that is still restarting."""
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            return requests.get(f"http://127.0.0.1:{entry['http_port']}/system", timeout=10).status_code
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
 
 
 def _remediate(fleet, *args: str, inventory: str = "inventories/lab.py") -> tuple[int, str, dict | None]:
