@@ -23,7 +23,9 @@ from .audit import containers
 from .container_assess import PARKED_SUFFIX, Assessment, ConfigFile, digest_matches, in_mount, parked
 from .operations.health import wait_for_auth
 
-BACKUP_SUFFIX = ".orthanc-harden-backup"
+# As on package hosts: the file as it was before orthanc-harden first changed it, kept once, 0600. The rollback
+# restores from the copies it holds in memory, so no rolling backup keeps a rotated password on disk.
+ORIGINAL_SUFFIX = ".orthanc-harden-original"
 OLD_SUFFIX = PARKED_SUFFIX
 
 
@@ -59,9 +61,20 @@ def _put(container, files: list[ConfigFile], running: bool) -> None:
                 raise ReplaceError(f"could not rename into {entry.path}: {output.decode(errors='replace')[:200]}")
 
 
+def _kept(container, path: str) -> bool:
+    try:
+        stream, _ = container.get_archive(path)
+    except NotFound:
+        return False
+    for _chunk in stream:  # drain the response: a few bytes
+        pass
+    return True
+
+
 def _backup(container, originals: list[ConfigFile], running: bool) -> None:
-    """Owner-only copies of the files about to change (they hold the old passwords)."""
-    copies = [ConfigFile(f.path + BACKUP_SUFFIX, f.text, f.uid, f.gid, 0o600) for f in originals if f.exists]
+    """Owner-only copies of the files about to change as they were before orthanc-harden's first change, once."""
+    copies = [ConfigFile(f.path + ORIGINAL_SUFFIX, f.text, f.uid, f.gid, 0o600) for f in originals
+              if f.exists and not _kept(container, f.path + ORIGINAL_SUFFIX)]
     if copies:
         _put(container, copies, running)
 

@@ -10,6 +10,7 @@ import io
 import json
 import tarfile
 import time
+from pathlib import Path
 
 import docker
 import pytest
@@ -129,8 +130,10 @@ def fleet(tmp_path_factory):
 
 def test_recreate_keeps_data_and_settings_enables_auth_and_is_idempotent(fleet, tmp_path):
     client, refs = fleet["client"], fleet["refs"]
+    jodogne_conf = config_dir(tmp_path, 'jodogne', '/var/lib/orthanc/db')
+    pre_tool = {p.name: p.read_text() for p in Path(jodogne_conf).glob("*.json")}
     _create(client, "t-jodogne", refs["jodogne-old"], "main",
-            binds=[f"{config_dir(tmp_path, 'jodogne', '/var/lib/orthanc/db')}:/etc/orthanc",
+            binds=[f"{jodogne_conf}:/etc/orthanc",
                    "oh-test-jodogne-db:/var/lib/orthanc/db"],
             env={"SITE": "radiology-east"}, labels={"pacs.site": "east"},
             network={"aliases": ["pacs-east"], "ipv4_address": "172.31.251.10"},
@@ -165,6 +168,13 @@ def test_recreate_keeps_data_and_settings_enables_auth_and_is_idempotent(fleet, 
     assert "docker cp t-layer:/srv/orthanc-db" in row["reason"]
     assert "t-compose: not recreated: managed by docker compose (project pacs, service orthanc)" in row["reason"]
     assert "/srv/pacs/docker-compose.yml" in row["reason"]
+
+    # #18.5: the pre-tool original is kept once, owner-only; no rolling backup with older passwords.
+    kept = {p.name.removesuffix(".orthanc-harden-original"): p
+            for p in Path(jodogne_conf).glob("*.orthanc-harden-original")}
+    assert kept and all(pre_tool[name] == path.read_text() for name, path in kept.items()), kept
+    assert all(path.stat().st_mode & 0o777 == 0o600 for path in kept.values())
+    assert not list(Path(jodogne_conf).glob("*.orthanc-harden-backup"))
 
     after = {name: client.api.inspect_container(name) for name in before}
     for name in ("t-jodogne", "t-team"):

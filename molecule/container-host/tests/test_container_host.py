@@ -29,8 +29,12 @@ def test_configuration_sets_authentication_and_is_closed_to_others(host, store_u
     assert f'"{store_user[0]}"' in f.content_string
     # Orthanc runs as root in this image: the users file is root's and no one else's.
     assert f.user == "root" and f.mode & 0o007 == 0, oct(f.mode)
-    for path in host.run("ls /etc/orthanc/*.orthanc-harden-backup").stdout.split():
+    # The pre-tool original is kept owner-only; no rolling backup holds older passwords.
+    originals = host.run("ls /etc/orthanc/*.orthanc-harden-original").stdout.split()
+    assert originals, "the file as it was before orthanc-harden is kept"
+    for path in originals:
         assert host.file(path).mode == 0o600, path
+    assert host.run("ls /etc/orthanc/*.orthanc-harden-backup").stdout.split() == []
 
 
 def test_ports_are_published_on_loopback_only(lab_vars):
