@@ -108,8 +108,9 @@ def test_a_mistyped_setting_stops_pyinfras_own_deploy_too(lab):
     env = {**os.environ, **lab["env"],
            "OH_TEST_DATA": json.dumps({name: {"orthanc_harden_users_mod": "merge"}})}
     before = _digest(lab)
-    proc = subprocess.run([sys.executable, "-m", "pyinfra", "-y", lab["inventory"], "deploys/harden.py"],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and "did you mean orthanc_harden_users_mode?" in output, output[-2000:]
+    for deploy in ("deploys/harden.py", "deploys/audit.py"):
+        proc = subprocess.run([sys.executable, "-m", "pyinfra", "-y", lab["inventory"], deploy],
+                              capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and "did you mean orthanc_harden_users_mode?" in output, (deploy, output[-2000:])
     assert _digest(lab) == before
