@@ -95,7 +95,11 @@ def test_backends_keep_passwords_off_command_lines(tmp_path):
     subprocess.run([pass_bin, "init", fingerprint], env=env, check=True, capture_output=True)
     subprocess.run([pass_bin, "insert", "-m", "orthanc/prod"], env=env, check=True, capture_output=True,
                    input=json.dumps(USERS), text=True)
-    log = _traced_resolve(tmp_path, "pass:orthanc/prod", {"GNUPGHOME": str(home), "PASSWORD_STORE_DIR": str(store)})
+    try:
+        log = _traced_resolve(tmp_path, "pass:orthanc/prod", {"GNUPGHOME": str(home),
+                                                               "PASSWORD_STORE_DIR": str(store)})
+    finally:  # the agent gpg started lives on otherwise
+        subprocess.run(["gpgconf", "--kill", "all"], env=env, capture_output=True, timeout=30)
     assert "pass" in log and "gpg" in log, "pass and gpg ran (positive control)"
     _clean(log)
 
