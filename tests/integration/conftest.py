@@ -43,6 +43,15 @@ def ssh_to(data: dict, entry: dict):
     return client
 
 
+def output_of(data: dict, index: int, command: str) -> str:
+    """What a shell command on the lab's index-th package host prints (a connection of its own, as root)."""
+    client = ssh_to(data, data["hosts"][index])
+    try:
+        return run_on(client, command)[1]
+    finally:
+        client.close()
+
+
 def run_on(client, command: str) -> tuple[int, str]:
     """Run a shell command over a paramiko client: (exit status, stdout and stderr)."""
     _, stdout, stderr = client.exec_command(command)

@@ -15,7 +15,8 @@ import requests
 from tests.conftest import run_cli
 from tests.listener import Listener
 from tests.integration import variants
-from tests.integration.conftest import SUBSET_INVENTORY, fresh_lab, run_on, ssh_to
+from tests.integration.conftest import SUBSET_INVENTORY, fresh_lab, ssh_to
+from tests.integration.conftest import output_of as _sh
 
 pytestmark = pytest.mark.lab
 
@@ -59,14 +60,6 @@ def fleet(tmp_path_factory):
         "OH_TEST_HOSTS": ",".join(h["name"] for h in hosts), "OH_TEST_DATA": json.dumps(extra)})
     yield data
     run_cli("lab", "down", "--lab", LAB)
-
-
-def _sh(fleet, index: int, command: str) -> str:
-    client = ssh_to(fleet, fleet["hosts"][index])
-    try:
-        return run_on(client, command)[1]
-    finally:
-        client.close()
 
 
 def _remediate(fleet, env: dict | None = None) -> tuple[int, str, dict]:

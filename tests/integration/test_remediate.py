@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from tests.conftest import ROOT, run_cli
-from tests.integration.conftest import SUBSET_INVENTORY, fresh_lab, ssh_to
-from tests.integration.conftest import run_on as _sh
+from tests.integration.conftest import SUBSET_INVENTORY, fresh_lab
+from tests.integration.conftest import output_of as _on
 from tests.integration.hosts_fleet import anonymous as _anonymous
 
 pytestmark = pytest.mark.lab
@@ -41,14 +41,6 @@ def fleet(lab, tmp_path_factory):
     data["work"] = work
     yield data
     run_cli("lab", "down", "--lab", LAB)
-
-
-def _on(fleet, index: int, command: str) -> str:
-    client = ssh_to(fleet, fleet["hosts"][index])
-    try:
-        return _sh(client, command)[1]
-    finally:
-        client.close()
 
 
 def _remediate(fleet, *args: str, inventory: str = "inventories/lab.py") -> tuple[int, str, dict | None]:
