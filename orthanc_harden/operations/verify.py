@@ -31,10 +31,6 @@ def _cause(lines: list[str]) -> str:
     return text[-1] if text else "no output"
 
 
-def _gate(probe_url: str | None, http_port: int, ssl_certificate: str | None, probe_verify: bool | str) -> dict:
-    return gate_target(probe_url, http_port, ssl_certificate, probe_verify)
-
-
 def run(state, host, command: str, what: str, timeout: int) -> bool:
     """Run one package-manager command; on failure record and print a single line naming the cause."""
     ok, output = hostcmd.run(host, StringCommand(command), _timeout=timeout)
@@ -71,7 +67,7 @@ def upgraded(state, host, binary: str, config_dir: str, target: str, floor: str,
     if not at_least(reported, floor):
         return _fail(host, f"after installing orthanc {target}, {binary} --version says {reported or 'nothing'}")
     new_files = [line.split(" ", 1)[1] for line in lines[1:] if line.startswith("new-conffile ")]
-    gate = _gate(probe_url, http_port, ssl_certificate, probe_verify)
+    gate = gate_target(probe_url, http_port, ssl_certificate, probe_verify)
     message = f"orthanc upgraded to {reported} ({target})"
     if not restarted:  # a stopped unit stays stopped, as try-restart would leave it
         restarts.defer(host.name, [line.split(" ", 1)[1] for line in lines[1:] if line.startswith("active-unit ")])
@@ -100,7 +96,7 @@ def restart_replaced(state, host, units: list[str], restart: bool, probe_url: st
         outcomes.record(host.name, CONTROL, "changed", f"{names} still ran the replaced Orthanc binary; restarted "
                                                        "with the authentication change")
         return True
-    gate = _gate(probe_url, http_port, ssl_certificate, probe_verify)
+    gate = gate_target(probe_url, http_port, ssl_certificate, probe_verify)
     for unit in units:
         if not restart_answering(host, unit, gate, ANSWER_TIMEOUT):
             return _fail(host, f"{unit} ran the replaced Orthanc binary and does not answer after its restart; "

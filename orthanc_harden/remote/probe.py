@@ -36,13 +36,9 @@ def untrusted_reason(path, regular_file=True):
 
 def owner_name(path):
     try:
-        uid = os.stat(path).st_uid
+        return file_meta(path)["owner"]
     except OSError:
         return None
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 def package_binaries(manager):
@@ -201,12 +197,7 @@ def orthanc_processes():
             exe = os.readlink("/proc/%d/exe" % pid)
         except OSError:
             exe = None  # another user's process without CAP_SYS_PTRACE
-        try:
-            uid = os.stat("/proc/%d" % pid).st_uid
-            user = pwd.getpwuid(uid).pw_name
-        except (OSError, KeyError):
-            user = None
-        found.append({"pid": pid, "argv": argv, "binary": argv[0], "exe": exe, "user": user,
+        found.append({"pid": pid, "argv": argv, "binary": argv[0], "exe": exe, "user": owner_name("/proc/%d" % pid),
                       "config_path": config_from_argv(argv)})
     return found, contained
 
@@ -245,10 +236,11 @@ def main():
     # Only binaries named by a unit (written by root) or installed by the package are candidates to execute,
     # and each must pass untrusted_reason; a process's own argv[0] is never run.
     candidates = {u["binary"] for u in units} | package_binaries(package.get("manager"))
-    trusted = {os.path.realpath(b): b for b in candidates if not untrusted_reason(b)}
+    reasons = {b: untrusted_reason(b) for b in candidates}
+    trusted = {os.path.realpath(b): b for b, reason in reasons.items() if not reason}
     untrusted = []
     for unit in units:
-        reason = untrusted_reason(unit["binary"])
+        reason = reasons[unit["binary"]]
         if reason:
             unit["untrusted"] = reason
             untrusted.append({"unit": unit["unit"], "pid": unit["main_pid"], "path": unit["binary"],
