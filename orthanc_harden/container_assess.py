@@ -14,7 +14,7 @@ from docker.errors import APIError, NotFound
 
 from . import versions
 from .audit import containers
-from .remote import load
+from .remote import load, orthanc_config
 
 ENV_FAMILIES = ("osimis", "orthancteam")
 AUTH_ENV = "ORTHANC__AUTHENTICATION_ENABLED"
@@ -96,17 +96,13 @@ def _compose_advice(attrs: dict, target: str | None, what: list[str]) -> str:
 
 def orthanc_ports(files: list[ConfigFile], env: dict) -> set[str]:
     """Orthanc's HTTP and DICOM ports inside the container ("8042/tcp"), from its JSON files and environment."""
-    ports = {"HttpPort": 8042, "DicomPort": 4242}
+    parsed = []
     for entry in files:
         try:
-            parsed = editor_parse(entry.text)
+            parsed.append(editor_parse(entry.text))
         except ValueError:
             continue
-        ports.update({key: parsed[key] for key in ports if isinstance(parsed.get(key), int)})
-    for key, variable in (("HttpPort", "ORTHANC__HTTP_PORT"), ("DicomPort", "ORTHANC__DICOM_PORT")):
-        if str(env.get(variable, "")).isdigit():
-            ports[key] = int(env[variable])
-    return {f"{port}/tcp" for port in ports.values()}
+    return {f"{port}/tcp" for port in orthanc_config.container_orthanc_ports(parsed, env).values()}
 
 
 def rebound(attrs: dict, ports: set[str], address: str) -> tuple[dict | None, list[str]]:

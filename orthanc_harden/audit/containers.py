@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import posixpath
-import re
 import tarfile
 
 import docker
@@ -13,24 +12,12 @@ from docker.errors import APIError, DockerException, NotFound
 
 from ..remote import orthanc_config
 
-KNOWN_IMAGES = {"jodogne/orthanc": "jodogne", "osimis/orthanc": "osimis", "orthancteam/orthanc": "orthancteam"}
-# osimis/orthancteam images generate their configuration at start with these defaults (Orthanc Book, Docker page).
-FAMILY_DEFAULTS = {"osimis": {"RemoteAccessAllowed": True, "AuthenticationEnabled": True},
-                   "orthancteam": {"RemoteAccessAllowed": True, "AuthenticationEnabled": True}}
+KNOWN_IMAGES, FAMILY_DEFAULTS = orthanc_config.KNOWN_IMAGES, orthanc_config.FAMILY_DEFAULTS
 IMAGE_STORAGE = "/var/lib/orthanc/db"
 
 
 def family(container) -> str | None:
-    image = container.attrs["Config"].get("Image", "")
-    repo = re.sub(r"[:@].*$", "", image.split("/", 1)[1] if image.count("/") >= 2 else image)
-    for known, name in KNOWN_IMAGES.items():
-        if repo.startswith(known):
-            return name
-    argv = (container.attrs["Config"].get("Entrypoint") or []) + (container.attrs["Config"].get("Cmd") or [])
-    path = container.attrs.get("Path", "")
-    if posixpath.basename(path) == "Orthanc" or any(posixpath.basename(a) == "Orthanc" for a in argv[:1]):
-        return "other"
-    return None
+    return orthanc_config.container_family(container.attrs)
 
 
 def _env_value(raw: str):
@@ -94,13 +81,7 @@ def config_files(container, directory: str) -> list[dict]:
 
 
 def config_dir(container, kind: str | None = None) -> str:
-    """Where Orthanc's JSON files are: env-configured images merge /etc/orthanc; others name it in the command."""
-    if kind in FAMILY_DEFAULTS:
-        return "/etc/orthanc/"
-    argv = (container.attrs["Config"].get("Entrypoint") or []) + (container.attrs["Config"].get("Cmd") or [])
-    positional = [a for a in argv[1:] if not a.startswith("-")]
-    target = positional[-1] if positional else "/etc/orthanc/"
-    return target if target.endswith("/") or "." not in posixpath.basename(target) else posixpath.dirname(target)
+    return orthanc_config.container_config_dir(container.attrs, kind)
 
 
 def storage(container, directory: str) -> dict:

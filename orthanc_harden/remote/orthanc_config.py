@@ -194,6 +194,53 @@ def read_config(path):
     return {"path": path, "kind": "missing", "files": []}
 
 
+# --- Orthanc containers, from `docker inspect` data: shared by the control node and the host's own programs. ---
+
+KNOWN_IMAGES = {"jodogne/orthanc": "jodogne", "osimis/orthanc": "osimis", "orthancteam/orthanc": "orthancteam"}
+# osimis/orthancteam images generate their configuration at start with these defaults (Orthanc Book, Docker page).
+FAMILY_DEFAULTS = {"osimis": {"RemoteAccessAllowed": True, "AuthenticationEnabled": True},
+                   "orthancteam": {"RemoteAccessAllowed": True, "AuthenticationEnabled": True}}
+
+
+def container_family(attrs):
+    """The Orthanc image family of a container ("jodogne", "osimis", "orthancteam", "other"), or None when the
+    container is not an Orthanc (neither a known image nor an `Orthanc` entrypoint)."""
+    image = attrs["Config"].get("Image", "")
+    repo = re.sub(r"[:@].*$", "", image.split("/", 1)[1] if image.count("/") >= 2 else image)
+    for known, name in KNOWN_IMAGES.items():
+        if repo.startswith(known):
+            return name
+    argv = (attrs["Config"].get("Entrypoint") or []) + (attrs["Config"].get("Cmd") or [])
+    if os.path.basename(attrs.get("Path", "")) == "Orthanc" or any(os.path.basename(a) == "Orthanc"
+                                                                    for a in argv[:1]):
+        return "other"
+    return None
+
+
+def container_config_dir(attrs, family=None):
+    """Where Orthanc's JSON files are: env-configured images merge /etc/orthanc; others name it in the command."""
+    if family in FAMILY_DEFAULTS:
+        return "/etc/orthanc/"
+    argv = (attrs["Config"].get("Entrypoint") or []) + (attrs["Config"].get("Cmd") or [])
+    positional = [a for a in argv[1:] if not a.startswith("-")]
+    target = positional[-1] if positional else "/etc/orthanc/"
+    return target if target.endswith("/") or "." not in os.path.basename(target) else os.path.dirname(target)
+
+
+def container_orthanc_ports(parsed_files, env):
+    """Orthanc's HTTP and DICOM ports inside a container ({"HttpPort": 8042, "DicomPort": 4242} by default), from
+    its parsed JSON files (in Orthanc's reading order) and its environment (a name -> value mapping)."""
+    ports = {"HttpPort": 8042, "DicomPort": 4242}
+    for parsed in parsed_files:
+        if isinstance(parsed, dict):
+            ports.update({key: parsed[key] for key in ports
+                          if isinstance(parsed.get(key), int) and not isinstance(parsed.get(key), bool)})
+    for key, variable in (("HttpPort", "ORTHANC__HTTP_PORT"), ("DicomPort", "ORTHANC__DICOM_PORT")):
+        if str(env.get(variable, "")).isdigit():
+            ports[key] = int(env[variable])
+    return ports
+
+
 # --- Minimal textual edits: keep every comment, the key order and every untouched byte. -------------------------
 
 def _skip_blank(text, i):
