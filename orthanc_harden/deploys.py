@@ -199,9 +199,11 @@ def firewall_rules(state: dict | None = None):
         return
     state = state if state is not None else host.get_fact(OrthancHostState)
     ports = _ports(state)
+    # The probe names a Docker engine only where one answers: hosts without one ask nothing more.
+    docker = settings.get(data, "orthanc_harden_firewall_docker") and bool(state.get("docker"))
     cidrs = settings.get(data, "orthanc_harden_allowed_cidrs")
     allow_empty = settings.get(data, "orthanc_harden_firewall_allow_empty")
-    if not ports:
+    if not ports and not docker:
         return
     if not cidrs and not allow_empty:
         report.not_compliant(name="Orthanc firewall", control="firewall",
@@ -217,6 +219,7 @@ def firewall_rules(state: dict | None = None):
         allow_empty=allow_empty,
         ssh_port=settings.get(data, "orthanc_harden_firewall_ssh_port"),
         confirm_timeout=settings.get(data, "orthanc_harden_firewall_confirm_timeout"),
+        docker=docker,
     )
 
 

@@ -67,6 +67,10 @@ SETTINGS = {s.name: s for s in [
     Setting("orthanc_harden_firewall_confirm_timeout", 120, int,
             "Seconds after a firewall change before the host puts its firewall back, unless a fresh SSH "
             "connection from the control node confirmed the change first (commit confirmed)."),
+    Setting("orthanc_harden_firewall_docker", True, bool,
+            "Also filter the ports the host's Docker engine publishes for Orthanc containers beyond loopback, in "
+            "Docker's `DOCKER-USER` chain (published ports bypass INPUT), kept after every Docker start by "
+            "`orthanc-harden-docker-user.service`; no recreate, compose files untouched."),
     Setting("orthanc_harden_firewall_remove", False, bool,
             "Removal mode: take away every rule, table and file the tool added, exactly."),
     Setting("orthanc_harden_probe_url", None, str,

@@ -123,6 +123,10 @@ def discover(client: docker.DockerClient, filters: dict | None = None) -> list[d
         containers = client.containers.list(all=True, filters=filters or {})
     except DockerException as err:
         raise ConnectionError(f"Docker engine not reachable: {err}") from None
+    try:
+        engine_id = client.info().get("ID")
+    except DockerException:
+        engine_id = None
     for container in containers:
         kind = family(container)
         if kind is None:
@@ -139,5 +143,6 @@ def discover(client: docker.DockerClient, filters: dict | None = None) -> list[d
             "family": kind, "status": container.status, "version": version(container), "config_dir": directory,
             "files": files, "secret_env": secret_env, "storage": storage(container, store),
             "ports": {k: v for k, v in (container.attrs["NetworkSettings"].get("Ports") or {}).items() if v},
+            "engine_id": engine_id,
         })
     return found

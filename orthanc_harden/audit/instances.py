@@ -82,6 +82,19 @@ def from_container(host_name: str, container: dict, docker_url: str) -> dict:
         "image": container["image"], "version": container["version"], "config_path": container["config_dir"],
         "config": view, "active": container["status"], "docker_url": docker_url, "published": published,
         "storage": container.get("storage"), "secret_env": container["secret_env"],
+        "engine_id": container.get("engine_id"),
         # Published ports bypass the host's INPUT chain; only a 0.0.0.0 binding is open to every source here.
         "firewall": {"backend": "docker-publish", "active": True, "ports_open_to_all": open_to_all},
     }
+
+
+def docker_user_closed(instance: dict, closed: set[int]) -> bool:
+    """Take the host ports that the engine host's DOCKER-USER chain closes out of a container's open ports;
+    True when that changed the view (its findings must be evaluated again)."""
+    firewall = instance["firewall"]
+    still = sorted({p["port"] for p in instance.get("published", [])
+                    if p["host_ip"] in ("0.0.0.0", "::", "") and p["host_port"] not in closed})
+    if still == firewall.get("ports_open_to_all"):
+        return False
+    firewall.update(backend="docker-user", ports_open_to_all=still)
+    return True

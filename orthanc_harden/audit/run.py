@@ -85,9 +85,11 @@ def _evaluate(instance: dict, data) -> dict:
     return instance
 
 
-def audit_host(host, host_state: dict | None = None) -> list[dict]:
+def audit_host(host, host_state: dict | None = None, docker_rows: list | None = None) -> list[dict]:
     """Every Orthanc of one host, evaluated; a single failed row (with the reason) when it cannot be audited.
-    `host_state`: the host's ``OrthancHostState`` when the caller read it already and nothing changed since."""
+    `host_state`: the host's ``OrthancHostState`` when the caller read it already and nothing changed since.
+    `docker_rows`: gets the host's Docker engine ID and the ports its DOCKER-USER chain closes, when it has one."""
+    docker_rows = docker_rows if docker_rows is not None else []
     from pyinfra.api.exceptions import ConnectError, PyinfraError
 
     from ..facts.orthanc import OrthancHostState
@@ -111,6 +113,8 @@ def audit_host(host, host_state: dict | None = None) -> list[dict]:
             if state.get("probe") == 0:
                 return [_row_failed(host.name, state["error"])]
             found = instances.from_host_state(host.name, state)
+            if state.get("docker"):
+                docker_rows.append(state["docker"])
             address = host.data.get("ssh_hostname") or host.name
             for inst in found:
                 inst["probe_url"] = (settings.get(host.data, "orthanc_harden_probe_url")
@@ -144,20 +148,33 @@ def audit(inventory_path: str, limit: list[str] | None = None, parallel: int = 2
     state, hosts = load_state(inventory_path, limit, parallel)
     state.set_stage(StateStage.Connect)
 
+    engines: list[dict] = []
+
     def one(host):
-        rows = audit_host(host)
+        rows = audit_host(host, docker_rows=engines)
         if on_host:
             on_host(host.name, rows)
         return rows
 
     try:
         rows = [row for host_rows in Pool(max(1, parallel)).imap(one, hosts) for row in host_rows]
+        _docker_user(rows, engines, {h.name: h for h in hosts})
     finally:
         state.set_stage(StateStage.Disconnect)
         for host in hosts:
             if host.connected:
                 host.disconnect()
     return report(rows, inventory_path, started)
+
+
+def _docker_user(rows: list[dict], engines: list[dict], hosts: dict) -> None:
+    """A container published on every address is not open when the DOCKER-USER chain of its engine's host, audited
+    in the same run as an SSH host (the same engine ID), closes its ports."""
+    closed = {e["engine_id"]: set(e["closed"]) for e in engines if e.get("engine_id")}
+    for row in rows:
+        if row.get("kind") == "container" and row.get("engine_id") in closed and row.get("status") != "failed":
+            if instances.docker_user_closed(row, closed[row["engine_id"]]):
+                _evaluate(row, hosts[row["host"]].data)
 
 
 def run_metadata(command: str, inventory_path: str, started: float) -> dict:

@@ -22,7 +22,7 @@ from .report import fail_host, failing
 CONTROL = "firewall"
 
 
-def request_for(ports, cidrs, backend, enable, allow_empty, ssh_port) -> str:
+def request_for(ports, cidrs, backend, enable, allow_empty, ssh_port, docker=False) -> str:
     """Validated on the control node too, so bad input stops before any host is asked anything."""
     if backend not in BACKENDS:
         raise OperationValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
@@ -44,8 +44,10 @@ def request_for(ports, cidrs, backend, enable, allow_empty, ssh_port) -> str:
         raise OperationValueError(f"ssh_port {ssh_port!r} is not a TCP port (1-65535)")
     if ssh_port in clean_ports:
         raise OperationValueError(f"port {ssh_port} is SSH's: restricting it could lock everyone out")
+    if not clean_ports and not docker:
+        raise OperationValueError("no ports to restrict")
     return json.dumps({"ports": sorted(set(clean_ports)), "cidrs": networks, "backend": backend, "enable": enable,
-                       "allow_empty": allow_empty, "ssh_port": ssh_port})
+                       "allow_empty": allow_empty, "ssh_port": ssh_port, "docker": bool(docker)})
 
 
 def _unreachable(state, host, message: str) -> bool:
@@ -92,11 +94,22 @@ def _apply(state, host, mode: str, request: str, confirm_timeout: int) -> bool:
         failure = _confirmed(host, result, token)
         if failure:
             return fail_host(host, CONTROL, failure)
-    what = "removed" if mode == "remove" else f"restricted with {result['backend']}"
-    message = "; ".join([f"Orthanc ports {what}"] + result.get("notes", []))
+    message = "; ".join(_changes(mode, result) + result.get("notes", []))
     outcomes.record(host.name, CONTROL, "changed", message)
     host.log_styled(message, fg="yellow" if result.get("notes") else "green")
     return True
+
+
+def _changes(mode: str, result: dict) -> list[str]:
+    if mode == "remove":
+        return [f"Orthanc firewall rules removed ({', '.join(result.get('removed', [])) or 'none'})"]
+    done = [f"Orthanc ports restricted with {result['backend']}"] if result.get("input_changed") else []
+    docker = result.get("docker") or {}
+    if docker.get("changed"):
+        ports = sorted({b["host_port"] for b in docker.get("bindings", [])})
+        done.append(f"Docker-published Orthanc ports {', '.join(map(str, ports))} filtered in DOCKER-USER"
+                    if ports else "DOCKER-USER rules of Orthanc containers no longer published removed")
+    return done
 
 
 @operation()
@@ -110,6 +123,7 @@ def restrict(
     ssh_port: int | None = None,
     present: bool = True,
     confirm_timeout: int = 120,
+    docker: bool = True,
 ):
     """
     Allow Orthanc's ports from ``cidrs`` only, with the firewall the host already uses.
@@ -125,6 +139,8 @@ def restrict(
     + present: ``False`` takes away every rule, table, file and include line the tool added, exactly
     + confirm_timeout: seconds after which the host puts its firewall back unless a fresh SSH connection has
       confirmed the change
+    + docker: also filter the Orthanc containers' ports that the host's Docker engine publishes beyond loopback,
+      in Docker's ``DOCKER-USER`` chain (published ports never reach INPUT); ``ports`` may then be empty
 
     No SSH lockout: a change over SSH is "commit confirmed". The host arms a revert of what the change touches
     (a transient systemd timer, or a detached sleep without systemd) before changing anything; the control node
@@ -137,7 +153,10 @@ def restrict(
     Only rules carrying the tool's tag are managed (firewalld policy ``orthanc-harden``, evaluated before every
     zone; ufw comment ``orthanc-harden``, nftables table
     ``inet orthanc_harden`` in ``/etc/orthanc-harden/nftables.nft`` included from ``/etc/nftables.conf``, iptables
-    chain ``ORTHANC-HARDEN``); foreign rules stay untouched. A foreign ufw rule opening a port to everyone is
+    chain ``ORTHANC-HARDEN``, and for Docker the chain ``ORTHANC-HARDEN-DOCKER`` jumped to first from
+    ``DOCKER-USER``, matched on each connection's original destination port (conntrack ``--ctorigdstport``, DNATed
+    connections only), kept by ``orthanc-harden-docker-user.service`` after every start of Docker); foreign rules
+    stay untouched. A foreign ufw rule opening a port to everyone is
     reported, not removed.
 
     **Example:**
@@ -153,7 +172,7 @@ def restrict(
                                              "a firewall with; restrict Orthanc's ports on the engine's host",), {})
         return
     if present:
-        request = request_for(ports, cidrs, backend, enable, allow_empty, ssh_port)
+        request = request_for(ports, cidrs, backend, enable, allow_empty, ssh_port, docker)
         mode, check = "apply", "check"
     else:
         request, mode, check = json.dumps({}), "remove", "remove-check"

@@ -10,7 +10,7 @@ from importlib import resources
 
 
 # Parts a body needs besides the library, sent ahead of it.
-PARTS = {"firewall": ("firewall_guard",)}
+PARTS = {"firewall": ("firewall_guard", "docker_user"), "probe": ("docker_user",)}
 
 
 def program(body: str) -> str:

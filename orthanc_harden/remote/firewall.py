@@ -442,11 +442,120 @@ def ipt_remove():
     return ipt_persist()
 
 
+# --- Docker: DOCKER-USER (see docker_user.py) -------------------------------------------------------------------
+
+def docker_plan(v4, v6):
+    """What the Docker part wants: our chain in DOCKER-USER for every Orthanc port published beyond loopback,
+    nothing of ours when there is none. {"changed", "script" (None: nothing wanted), "bindings", "rules", "notes"}"""
+    engine = docker_engine()
+    if engine is None:
+        return {"changed": False, "script": None, "bindings": [], "rules": [], "notes": []}
+    bindings = published_orthanc_ports(engine)
+    live = docker_user_live()
+    host_ports = sorted({b["host_port"] for b in bindings})
+    notes = []
+    if bindings and not live:
+        notes.append("Docker publishes Orthanc on %s but runs without iptables (--iptables=false: no DOCKER-USER "
+                     "chain): nothing to hook; docker-proxy serves those ports through INPUT, so restrict them "
+                     "there or publish them on one address" % ", ".join(str(p) for p in host_ports))
+    if any(":" in b["host_ip"] for b in bindings) and "ip6tables" not in live and live:
+        notes.append("IPv6 bindings of Orthanc are not filtered: Docker's ip6tables support is off, so "
+                     "docker-proxy serves them through INPUT")
+    cidrs = {"iptables": v4, "ip6tables": v6}
+    wanted = {tool: docker_rules(host_ports, cidrs[tool]) for tool in live} if host_ports else {}
+    script = docker_script(wanted) if wanted else None
+    changed = False
+    for tool, state in live.items():
+        want = wanted.get(tool)
+        if want is None:
+            changed = changed or state["chain"] or state["jumps"] > 0
+        else:
+            changed = changed or state["rules"] != want or not state["jump_first"] or state["jumps"] != 1
+    if _read(DOCKER_SCRIPT) != script:
+        changed = True
+    if _systemd():
+        unit_wanted = DOCKER_UNIT_TEXT if script else None
+        if _read(DOCKER_UNIT) != unit_wanted or os.path.islink(DOCKER_WANTS) != bool(script):
+            changed = True
+    elif script:
+        notes.append("DOCKER-USER rules are not persistent: no systemd here to re-apply them after Docker starts")
+    return {"changed": changed, "script": script, "bindings": bindings,
+            "rules": [rule for tool in sorted(wanted) for rule in [tool + ":"] + wanted[tool]], "notes": notes}
+
+
+def docker_drop():
+    """Take our chain and every jump to it away, for iptables and ip6tables."""
+    for tool, _ in DOCKER_TOOLS:
+        if not shutil.which(tool):
+            continue
+        for _ in range(100):
+            if run([tool, "-D", "DOCKER-USER", "-m", "comment", "--comment", DOCKER_TAG, "-j", DOCKER_CHAIN])[0]:
+                break
+        if run([tool, "-n", "-L", DOCKER_CHAIN])[0] == 0:
+            must([tool, "-F", DOCKER_CHAIN], tool + " -F " + DOCKER_CHAIN)
+            must([tool, "-X", DOCKER_CHAIN], tool + " -X " + DOCKER_CHAIN)
+
+
+def _docker_files(script):
+    """Script, unit and its enablement as `script` wants them (None: all gone); True when the unit file changed."""
+    if script is None:
+        if os.path.islink(DOCKER_WANTS):
+            must(["systemctl", "disable", DOCKER_UNIT_NAME], "systemctl disable " + DOCKER_UNIT_NAME)
+        changed = os.path.exists(DOCKER_UNIT)
+        for path in (DOCKER_SCRIPT, DOCKER_UNIT):
+            if os.path.exists(path):
+                os.remove(path)
+        if changed and _systemd():
+            run(["systemctl", "daemon-reload"])
+        return
+    if _read(DOCKER_SCRIPT) != script:
+        _write(DOCKER_SCRIPT, script)
+    if _systemd():
+        if _read(DOCKER_UNIT) != DOCKER_UNIT_TEXT:
+            _write(DOCKER_UNIT, DOCKER_UNIT_TEXT)
+            must(["systemctl", "daemon-reload"], "systemctl daemon-reload")
+        if not os.path.islink(DOCKER_WANTS):
+            must(["systemctl", "enable", DOCKER_UNIT_NAME], "systemctl enable " + DOCKER_UNIT_NAME)
+
+
+def docker_apply(step):
+    """Bring DOCKER-USER, the script and the unit to `step` (docker_plan's answer); on any failure put the
+    previous script and unit back and re-load the previous rules."""
+    before = {DOCKER_SCRIPT: _read(DOCKER_SCRIPT)}
+    try:
+        _docker_files(step["script"])
+        if step["script"] is None:
+            docker_drop()
+        elif _systemd():
+            # The unit runs the script: the rules come from the same file a reboot or a Docker restart uses.
+            must(["systemctl", "restart", DOCKER_UNIT_NAME], "systemctl restart " + DOCKER_UNIT_NAME)
+        else:
+            must(["sh", DOCKER_SCRIPT], "the DOCKER-USER script")
+    except (FirewallError, OSError) as err:
+        back = "DOCKER-USER was put back as it was"
+        try:
+            _docker_files(before[DOCKER_SCRIPT])
+            docker_drop()
+            if before[DOCKER_SCRIPT] is not None:
+                must(["sh", DOCKER_SCRIPT], "the previous DOCKER-USER script")
+        except (FirewallError, OSError) as failed:
+            back = "putting DOCKER-USER back failed: %s" % failed
+        raise FirewallError("Docker: %s; %s" % (err, back)) from None
+
+
+def docker_ours():
+    """Whether anything of the Docker part is on the host (removal)."""
+    live = docker_user_live()
+    return any(state["chain"] or state["jumps"] for state in live.values()) or any(
+        os.path.exists(path) for path in (DOCKER_SCRIPT, DOCKER_UNIT))
+
+
 # --- request -----------------------------------------------------------------------------------------------------
 
 def validate(request):
     ports = request.get("ports") or []
-    if not ports or any(not isinstance(p, int) or isinstance(p, bool) or not 0 < p < 65536 for p in ports):
+    if (not ports and not request.get("docker")) or any(
+            not isinstance(p, int) or isinstance(p, bool) or not 0 < p < 65536 for p in ports):
         raise FirewallError("ports must be TCP ports between 1 and 65535, not %r" % (ports,))
     try:
         v4, v6 = split_cidrs(request.get("cidrs") or [])
@@ -462,6 +571,23 @@ def validate(request):
 
 def plan(request):
     ports, v4, v6 = validate(request)
+    result = {"backend": "none", "active": False, "ports": ports, "changed": False, "input_changed": False,
+              "problems": [], "enable": False, "notes": [], "rules": []}
+    if ports:
+        result.update(input_plan(request, ports, v4, v6))
+    if request.get("docker"):
+        docker = docker_plan(v4, v6)
+        result["docker"] = {k: docker[k] for k in ("changed", "bindings", "rules")}
+        result["notes"] += docker["notes"]
+    elif shutil.which("iptables-save") and ":DOCKER-USER" in run(["iptables-save", "-t", "filter"])[1]:
+        result["notes"].append("Docker runs here: ports it publishes bypass the INPUT chain, so these rules do not "
+                               "filter them; orthanc_harden_firewall_docker filters Orthanc's in DOCKER-USER")
+    result["changed"] = result["input_changed"] or bool(result.get("docker", {}).get("changed"))
+    return result
+
+
+def input_plan(request, ports, v4, v6):
+    """The host firewall's part: Orthanc's own ports in INPUT, with the backend the host uses."""
     backend, active = detect()
     wanted = request.get("backend") or "auto"
     if wanted != "auto" and wanted != backend:
@@ -471,8 +597,7 @@ def plan(request):
             backend, active = "nftables", True
         else:
             raise Unsupported("firewall backend %s was asked for, but this host uses %s" % (wanted, backend))
-    result = {"backend": backend, "active": active, "ports": ports, "changed": False, "problems": [],
-              "enable": False, "notes": []}
+    result = {"backend": backend, "active": active, "enable": False, "notes": []}
     if backend == "none":
         raise Unsupported("no host firewall found (firewalld, ufw, nftables, iptables): nothing changed; "
                             "bind Orthanc to a private address or install one")
@@ -484,13 +609,9 @@ def plan(request):
             raise Unsupported("%s is installed but inactive: not enabling it (set orthanc_harden_firewall_enable"
                               " to enable it, allowing every port sshd listens on first)" % backend)
         result["enable"] = True
-    if shutil.which("iptables-save") and ":DOCKER-USER" in run(["iptables-save", "-t", "filter"])[1]:
-        result["notes"].append("Docker runs here: ports it publishes bypass the INPUT chain, so these %s rules do "
-                               "not filter them; publish Orthanc containers on one address "
-                               "(orthanc_harden_docker_publish_address)" % backend)
     step = {"ufw": ufw_plan, "nftables": nft_plan, "iptables": ipt_plan, "firewalld": fw_plan}[backend](
         ports, v4, v6)
-    result.update(changed=step["changed"] or result["enable"], problems=step["problems"], rules=step["rules"])
+    result.update(input_changed=step["changed"] or result["enable"], problems=step["problems"], rules=step["rules"])
     result["notes"] += step.get("notes", [])
     return result
 
@@ -510,12 +631,22 @@ def _change(backend, result, ports, v4, v6, keep_open):
 
 def apply(request):
     """Change the firewall under a snapshot: any failure puts it back at once. With a `token` a revert is armed
-    first and stays armed until the control node, having opened a fresh SSH connection, confirms."""
+    first and stays armed until the control node, having opened a fresh SSH connection, confirms. The Docker part
+    follows the INPUT part; it filters forwarded traffic only, so it cannot cut this session off."""
     result = plan(request)
     if result["problems"]:
         raise FirewallError(result["problems"][0])
-    if not result["changed"]:
-        return result
+    if result["input_changed"]:
+        _apply_input(request, result)
+    if result.get("docker", {}).get("changed"):
+        v4, v6 = validate(request)[1:]
+        docker_apply(docker_plan(v4, v6))
+        if docker_plan(v4, v6)["changed"]:
+            raise FirewallError("Docker: the DOCKER-USER rules did not come out as planned")
+    return result
+
+
+def _apply_input(request, result):
     ports, v4, v6 = validate(request)
     backend = result["backend"]
     keep_open = ssh_ports(request.get("ssh_port"))
@@ -531,7 +662,7 @@ def apply(request):
             result["armed"] = arm(snap, token, int(request.get("confirm_seconds") or 120))
         try:
             _change(backend, result, ports, v4, v6, keep_open)
-            if plan(dict(request, enable=False))["changed"]:
+            if plan(dict(request, enable=False, docker=False))["input_changed"]:
                 raise FirewallError("%s: the rules did not come out as planned" % backend)
         except Exception as err:
             try:
@@ -543,7 +674,6 @@ def apply(request):
                 if token:
                     disarm()
             raise FirewallError("%s; %s" % (err, back)) from None
-    return result
 
 
 def remove(request, dry=False):
@@ -562,6 +692,8 @@ def remove(request, dry=False):
         found.append("iptables")
     if fw_running() and (_fw_policy(True) is not None or (_fw_policy(False) or {}).get("rules")):
         found.append("firewalld")
+    if docker_ours():
+        found.append("docker-user")
     notes = []
     if not dry:
         if "ufw" in found:
@@ -572,6 +704,8 @@ def remove(request, dry=False):
             notes = ipt_remove()
         if "firewalld" in found:
             fw_remove()
+        if "docker-user" in found:
+            docker_apply({"script": None})
     return {"changed": bool(found), "removed": found, "notes": notes}
 
 

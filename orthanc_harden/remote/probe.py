@@ -286,6 +286,7 @@ def main():
         "contained_pids": contained,
         "configs": configs,
         "firewall": firewall(),
+        "docker": docker_closed_ports(),
     }, sort_keys=True))
 
 

@@ -85,7 +85,7 @@ def test_no_change_is_a_no_op():
     fake, commands = _run({"backend": "ufw", "changed": False, "problems": []})
     assert commands == [] and fake.noops == ["firewall (ufw): rules already as wanted"]
     assert fake.requests == [("check", {"ports": [4242, 8042], "cidrs": ["10.0.0.0/8"], "backend": "auto",
-                                        "enable": False, "allow_empty": False, "ssh_port": None})]
+                                        "enable": False, "allow_empty": False, "ssh_port": None, "docker": True})]
 
 
 def test_change_applies_with_the_same_request():
