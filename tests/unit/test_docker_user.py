@@ -88,3 +88,15 @@ def test_another_engines_chain_changes_nothing():
     run._docker_user([row], [{"engine_id": "ENGINE-2", "closed": [18042]}], {})
     assert row["firewall"]["ports_open_to_all"] == [8042]
     assert not instances.docker_user_closed(row, set())
+
+
+def test_engine_without_iptables_is_reported_and_nothing_is_written(fw, monkeypatch):
+    monkeypatch.setitem(fw, "docker_engine", lambda: {"id": "E", "containers": []})
+    monkeypatch.setitem(fw, "published_orthanc_ports", lambda engine: [
+        {"container": "pacs", "port": 8042, "host_ip": "0.0.0.0", "host_port": 18042}])
+    monkeypatch.setitem(fw, "docker_user_live", lambda: {})  # --iptables=false: no DOCKER-USER chain
+    monkeypatch.setitem(fw, "_read", lambda path: None)
+    monkeypatch.setitem(fw, "_systemd", lambda: True)
+    step = fw["docker_plan"](["10.0.0.0/8"], [])
+    assert step["changed"] is False and step["script"] is None
+    assert "--iptables=false" in step["notes"][0] and "18042" in step["notes"][0]
