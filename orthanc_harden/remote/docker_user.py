@@ -40,12 +40,18 @@ def _run_bytes(argv, timeout=30):
         return 127, b""
 
 
-def docker_engine():
-    """{"id": the engine's ID, "containers": their `docker inspect` data}, or None when no engine answers here."""
+def engine_id():
+    """The local Docker engine's ID, or None when no engine answers here."""
     if not shutil.which("docker"):
         return None
-    code, engine_id, _ = run(["docker", "info", "--format", "{{.ID}}"], timeout=20)
-    if code != 0 or not engine_id.strip():
+    code, out, _ = run(["docker", "info", "--format", "{{.ID}}"], timeout=20)
+    return out.strip() or None if code == 0 else None
+
+
+def docker_engine():
+    """{"id": the engine's ID, "containers": their `docker inspect` data}, or None when no engine answers here."""
+    identity = engine_id()
+    if identity is None:
         return None
     code, ids, _ = run(["docker", "ps", "-aq", "--no-trunc"], timeout=20)
     containers = []
@@ -56,7 +62,7 @@ def docker_engine():
             containers = json.loads(out or "[]")
         except ValueError:
             containers = []
-    return {"id": engine_id.strip(), "containers": containers}
+    return {"id": identity, "containers": containers}
 
 
 def _container_configs(attrs, family):
@@ -157,10 +163,8 @@ def docker_script(wanted):
 
 def docker_closed_ports():
     """The probe's view: {"engine_id", "closed": host ports our DOCKER-USER chain closes (IPv4)}, or None."""
-    if not shutil.which("docker"):
-        return None
-    code, engine_id, _ = run(["docker", "info", "--format", "{{.ID}}"], timeout=20)
-    if code != 0 or not engine_id.strip():
+    identity = engine_id()
+    if identity is None:
         return None
     v4 = docker_user_live().get("iptables")
     closed = []
@@ -169,4 +173,4 @@ def docker_closed_ports():
             found = re.search(r"--ctorigdstport (\d+) .* -j DROP$", rule)
             if found and " -s " not in rule:
                 closed.append(int(found.group(1)))
-    return {"engine_id": engine_id.strip(), "closed": sorted(set(closed))}
+    return {"engine_id": identity, "closed": sorted(set(closed))}
