@@ -144,7 +144,7 @@ def _plan(state, host) -> list[str]:
 
 
 def _row(host, failed: bool, pyinfra_lines: _PyinfraLines, dry: bool, plan: list[str],
-         host_state: dict | None = None) -> dict:
+         host_state: dict | None = None, docker_user: list | None = None) -> dict:
     found = outcomes.for_host(host.name)
     changes = [f"{control}: {o['message']}" for control, o in found.items() if o["status"] == "changed"]
     row = {"host": host.name, "status": "compliant", "reason": "", "changes": changes,
@@ -166,7 +166,7 @@ def _row(host, failed: bool, pyinfra_lines: _PyinfraLines, dry: bool, plan: list
         elif open_items:
             row.update(status="not-compliant", reason="; ".join(open_items))
         return row
-    audited = audit_run.audit_host(host, host_state=host_state)
+    audited = audit_run.audit_host(host, host_state=host_state, docker_user=docker_user)
     row["audit"] = [{"instance": a["instance"], "status": a["status"],
                      "findings": [f["id"] for f in a["findings"] if f["status"] == "fail"]} for a in audited]
     if any(a["status"] == "failed" for a in audited):
@@ -192,7 +192,6 @@ def _safe_row(host, *args) -> dict:
 def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int = 20, dry: bool = False,
               on_op: Callable[[str], None] | None = None) -> dict:
     """Run ``orthanc_harden.deploys.harden`` on every host (plan only when ``dry``) and return the report."""
-    from gevent.pool import Pool
     from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.operations import run_ops
     from pyinfra.api.state import StateStage
@@ -245,8 +244,9 @@ def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int
         # Each row audits its host again, hosts at once as the audit command does; a host the run did not change
         # is audited on the state read at its start (its HTTP answers are asked again), saving a round trip.
         reusable = {h: found for h, found in host_states.items() if not dry and _unchanged(state, h)}
-        rows = list(Pool(max(1, parallel)).imap(
-            lambda h: _safe_row(h, h in failed, pyinfra_lines, dry, plans.get(h, []), reusable.get(h)), hosts))
+        shared: list[dict] = []
+        rows = audit_run.in_waves(hosts, lambda h: _safe_row(h, h in failed, pyinfra_lines, dry, plans.get(h, []),
+                                                               reusable.get(h), shared), parallel)
     finally:
         state.set_stage(StateStage.Disconnect)
         for host in hosts:

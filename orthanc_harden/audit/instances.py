@@ -92,6 +92,8 @@ def docker_user_closed(instance: dict, closed: set[int]) -> bool:
     """Take the host ports that the engine host's DOCKER-USER chain closes out of a container's open ports;
     True when that changed the view (its findings must be evaluated again)."""
     firewall = instance["firewall"]
+    if not closed:
+        return False
     still = sorted({p["port"] for p in instance.get("published", [])
                     if p["host_ip"] in ("0.0.0.0", "::", "") and p["host_port"] not in closed})
     if still == firewall.get("ports_open_to_all"):

@@ -85,11 +85,13 @@ def _evaluate(instance: dict, data) -> dict:
     return instance
 
 
-def audit_host(host, host_state: dict | None = None, docker_rows: list | None = None) -> list[dict]:
+def audit_host(host, host_state: dict | None = None, docker_user: list | None = None) -> list[dict]:
     """Every Orthanc of one host, evaluated; a single failed row (with the reason) when it cannot be audited.
     `host_state`: the host's ``OrthancHostState`` when the caller read it already and nothing changed since.
-    `docker_rows`: gets the host's Docker engine ID and the ports its DOCKER-USER chain closes, when it has one."""
-    docker_rows = docker_rows if docker_rows is not None else []
+    `docker_user`: shared by the hosts of one run: an SSH host adds its Docker engine's ID and the ports its
+    DOCKER-USER chain closes; a container host's published ports that the chain of its engine (same ID) closes are
+    not open (``in_waves`` audits SSH hosts first)."""
+    docker_user = docker_user if docker_user is not None else []
     from pyinfra.api.exceptions import ConnectError, PyinfraError
 
     from ..facts.orthanc import OrthancHostState
@@ -104,6 +106,9 @@ def audit_host(host, host_state: dict | None = None, docker_rows: list | None = 
             client = engines.for_host(host.data)
             scope = settings.get(host.data, "orthanc_harden_docker_filters")
             found = [instances.from_container(host.name, c, docker_url) for c in containers.discover(client, scope)]
+            closed = {e["engine_id"]: set(e["closed"]) for e in docker_user if e.get("engine_id")}
+            for inst in found:
+                instances.docker_user_closed(inst, closed.get(inst.get("engine_id"), set()))
             urls = host.data.get("orthanc_harden_probe_urls") or {}
             for inst in found:
                 inst["probe_url"] = urls.get(inst["instance"])
@@ -114,7 +119,7 @@ def audit_host(host, host_state: dict | None = None, docker_rows: list | None = 
                 return [_row_failed(host.name, state["error"])]
             found = instances.from_host_state(host.name, state)
             if state.get("docker"):
-                docker_rows.append(state["docker"])
+                docker_user.append(state["docker"])
             address = host.data.get("ssh_hostname") or host.name
             for inst in found:
                 inst["probe_url"] = (settings.get(host.data, "orthanc_harden_probe_url")
@@ -141,24 +146,22 @@ def audit_host(host, host_state: dict | None = None, docker_rows: list | None = 
 def audit(inventory_path: str, limit: list[str] | None = None, parallel: int = 20,
           on_host: Callable[[str, list[dict]], None] | None = None) -> dict:
     """Audit every host (read-only) and return the report: rows plus the run's metadata."""
-    from gevent.pool import Pool
     from pyinfra.api.state import StateStage
 
     started = time.time()
     state, hosts = load_state(inventory_path, limit, parallel)
     state.set_stage(StateStage.Connect)
 
-    engines: list[dict] = []
+    shared: list[dict] = []
 
     def one(host):
-        rows = audit_host(host, docker_rows=engines)
+        rows = audit_host(host, docker_user=shared)
         if on_host:
             on_host(host.name, rows)
         return rows
 
     try:
-        rows = [row for host_rows in Pool(max(1, parallel)).imap(one, hosts) for row in host_rows]
-        _docker_user(rows, engines, {h.name: h for h in hosts})
+        rows = [row for host_rows in in_waves(hosts, one, parallel) for row in host_rows]
     finally:
         state.set_stage(StateStage.Disconnect)
         for host in hosts:
@@ -167,14 +170,16 @@ def audit(inventory_path: str, limit: list[str] | None = None, parallel: int = 2
     return report(rows, inventory_path, started)
 
 
-def _docker_user(rows: list[dict], engines: list[dict], hosts: dict) -> None:
-    """A container published on every address is not open when the DOCKER-USER chain of its engine's host, audited
-    in the same run as an SSH host (the same engine ID), closes its ports."""
-    closed = {e["engine_id"]: set(e["closed"]) for e in engines if e.get("engine_id")}
-    for row in rows:
-        if row.get("kind") == "container" and row.get("engine_id") in closed and row.get("status") != "failed":
-            if instances.docker_user_closed(row, closed[row["engine_id"]]):
-                _evaluate(row, hosts[row["host"]].data)
+def in_waves(hosts: list, work: Callable, parallel: int) -> list:
+    """`work(host)` for every host, SSH hosts first, then Docker engines (whose containers' view depends on what
+    the SSH hosts found), each wave `parallel` at a time; results in the hosts' order."""
+    from gevent.pool import Pool
+
+    engine = [bool(settings.get(h.data, "orthanc_harden_docker_url")) for h in hosts]
+    results: dict[int, object] = {}
+    for wave in ([i for i in range(len(hosts)) if not engine[i]], [i for i in range(len(hosts)) if engine[i]]):
+        results.update(zip(wave, Pool(max(1, parallel)).imap(lambda i: work(hosts[i]), wave), strict=True))
+    return [results[i] for i in range(len(hosts))]
 
 
 def run_metadata(command: str, inventory_path: str, started: float) -> dict:

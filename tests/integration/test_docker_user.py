@@ -171,6 +171,13 @@ def _ours(lab) -> str:
                          "/etc/systemd/system 2>/dev/null | grep -e docker-user || true")
 
 
+def _unit_done(lab) -> bool:
+    """The unit has run its script since Docker (re)started: Docker's own start leaves a moment before it."""
+    state = _host_sh(lab, "systemctl is-active orthanc-harden-docker-user.service || true; "
+                          "iptables -S DOCKER-USER 1 || true")
+    return state.startswith("active") and f"-j {CHAIN}" in state
+
+
 def _instances(client: str) -> str:
     namespace, _, net = CLIENTS[client]
     return subprocess.run(["ip", "netns", "exec", namespace, "curl", "--noproxy", "*", "-s", "--max-time", "4",
@@ -213,8 +220,8 @@ def test_docker_user_filters_published_orthanc_from_outside_clients(docker_host)
 
     # Docker recreates its chains when it starts: the unit brings ours back after it.
     _host_sh(lab, "systemctl restart docker")
-    _wait("Orthanc back after the Docker restart",
-          lambda: _status("in", ORTHANC_PORT) == "200")
+    _wait("the unit run again after the Docker restart", lambda: _unit_done(lab))
+    _wait("Orthanc back after the Docker restart", lambda: _status("in", ORTHANC_PORT) == "200")
     _filtered(lab)
 
     # A reboot of the lab host (a new network namespace, empty tables): the unit starts with docker.service.
@@ -223,6 +230,7 @@ def test_docker_user_filters_published_orthanc_from_outside_clients(docker_host)
         ["docker", "exec", lab["hosts"][0]["container"], "docker", "ps", "-q", "-f", "name=pacs"],
         capture_output=True, text=True, timeout=30).stdout.strip() != "", seconds=120)
     _clients_up(lab["hosts"][0]["container"])
+    _wait("the unit run after the reboot", lambda: _unit_done(lab), seconds=120)
     _wait("Orthanc back after the reboot", lambda: _status("in", ORTHANC_PORT) == "200", seconds=120)
     _filtered(lab)
     assert json.loads(_instances("in")) == stored

@@ -69,25 +69,29 @@ def _container_row(published):
                          "ports_open_to_all": sorted({p["port"] for p in published})}}
 
 
-def test_audit_drops_orth005_for_ports_the_engine_hosts_chain_closes(monkeypatch):
+def test_audit_drops_orth005_for_ports_the_engine_hosts_chain_closes():
     published = [{"port": 8042, "host_ip": "0.0.0.0", "host_port": 18042},
                  {"port": 4242, "host_ip": "0.0.0.0", "host_port": 14242}]
     row = _container_row(published)
-    evaluated = []
-    monkeypatch.setattr(run, "_evaluate", lambda inst, data: evaluated.append((inst["instance"], data)))
-    hosts = {"@dockerengine/d1": SimpleNamespace(data="d1-data")}
-    run._docker_user([row], [{"engine_id": "ENGINE-1", "closed": [18042]}], hosts)
+    assert instances.docker_user_closed(row, {18042})
     assert row["firewall"] == {"backend": "docker-user", "active": True, "ports_open_to_all": [4242]}
-    assert evaluated == [("pacs", "d1-data")]
-    run._docker_user([row], [{"engine_id": "ENGINE-1", "closed": [18042, 14242]}], hosts)
-    assert row["firewall"]["ports_open_to_all"] == []
+    assert instances.docker_user_closed(row, {18042, 14242}) and row["firewall"]["ports_open_to_all"] == []
+    assert not instances.docker_user_closed(row, {18042, 14242})
 
 
-def test_another_engines_chain_changes_nothing():
+def test_no_chain_changes_nothing():
     row = _container_row([{"port": 8042, "host_ip": "0.0.0.0", "host_port": 18042}])
-    run._docker_user([row], [{"engine_id": "ENGINE-2", "closed": [18042]}], {})
-    assert row["firewall"]["ports_open_to_all"] == [8042]
     assert not instances.docker_user_closed(row, set())
+    assert row["firewall"] == {"backend": "docker-publish", "active": True, "ports_open_to_all": [8042]}
+
+
+def test_ssh_hosts_are_audited_before_docker_engines_and_rows_keep_the_hosts_order():
+    hosts = [SimpleNamespace(name=n, data={"orthanc_harden_docker_url": "unix://x"} if n.startswith("@") else {})
+             for n in ("@dockerengine/a", "pkg-1", "@dockerengine/b", "pkg-2")]
+    seen = []
+    result = run.in_waves(hosts, lambda h: seen.append(h.name) or h.name.upper(), parallel=4)
+    assert seen[:2] == ["pkg-1", "pkg-2"] and set(seen[2:]) == {"@dockerengine/a", "@dockerengine/b"}
+    assert result == ["@DOCKERENGINE/A", "PKG-1", "@DOCKERENGINE/B", "PKG-2"]
 
 
 def test_engine_without_iptables_is_reported_and_nothing_is_written(fw, monkeypatch):
