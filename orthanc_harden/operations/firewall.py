@@ -95,6 +95,9 @@ def _apply(state, host, mode: str, request: str, confirm_timeout: int) -> bool:
         if failure:
             return fail_host(host, CONTROL, failure)
     message = "; ".join(_changes(mode, result) + result.get("notes", []))
+    if result.get("blocked"):
+        host.log_styled(message, fg="yellow")
+        return _unreachable(state, host, f"firewall: {message}; INPUT not changed: {result['blocked']}")
     outcomes.record(host.name, CONTROL, "changed", message)
     host.log_styled(message, fg="yellow" if result.get("notes") else "green")
     return True
@@ -169,7 +172,9 @@ def restrict(
     """
     if isinstance(host.connector, DockerEngineConnector):
         yield FunctionCommand(_unreachable, ("firewall: a Docker engine reached by its API has no shell to change "
-                                             "a firewall with; restrict Orthanc's ports on the engine's host",), {})
+                                             "a firewall with; add the engine's host as an SSH host (its DOCKER-USER "
+                                             "chain then filters the published ports) or publish Orthanc on one "
+                                             "address (orthanc_harden_docker_publish_address)",), {})
         return
     if present:
         request = request_for(ports, cidrs, backend, enable, allow_empty, ssh_port, docker)
@@ -184,6 +189,9 @@ def restrict(
         return
     if "error" in plan:
         yield failing(CONTROL, f"firewall: {plan['error']}")
+        return
+    if not plan["changed"] and plan.get("blocked"):
+        yield FunctionCommand(_unreachable, (f"firewall not changed: {plan['blocked']}",), {})
         return
     if not plan["changed"]:
         outcomes.record(host.name, CONTROL, "ok", "firewall rules in place" if present else "no rules of ours")

@@ -574,7 +574,12 @@ def plan(request):
     result = {"backend": "none", "active": False, "ports": ports, "changed": False, "input_changed": False,
               "problems": [], "enable": False, "notes": [], "rules": []}
     if ports:
-        result.update(input_plan(request, ports, v4, v6))
+        try:
+            result.update(input_plan(request, ports, v4, v6))
+        except Unsupported as err:
+            if not request.get("docker"):
+                raise
+            result["blocked"] = str(err)  # the host stays not compliant; Docker's part does not depend on it
     if request.get("docker"):
         docker = docker_plan(v4, v6)
         result["docker"] = {k: docker[k] for k in ("changed", "bindings", "rules")}

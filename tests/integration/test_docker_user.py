@@ -199,9 +199,17 @@ def test_docker_user_filters_published_orthanc_from_outside_clients(docker_host)
     stored = json.loads(_instances("in"))
     assert len(stored) == 1
 
+    # A host firewall the tool may not use (ufw installed but inactive): Docker's part is done all the same, and
+    # the host stays not compliant for INPUT.
+    _host_sh(lab, "ufw --force disable")
+    code, out = _deploy(lab, orthanc_harden_firewall_backend="auto", orthanc_harden_firewall_enable=False)
+    assert code != 0 and "INPUT not changed: ufw is installed but inactive" in out, out[-3000:]
+    assert f"Docker-published Orthanc ports {DICOM_PORT}, {ORTHANC_PORT} filtered in DOCKER-USER" in out, out[-3000:]
+    _filtered(lab)
+
     code, out = _deploy(lab)
     assert code == 0, out[-3000:]
-    assert f"Docker-published Orthanc ports {DICOM_PORT}, {ORTHANC_PORT} filtered in DOCKER-USER" in out, out[-3000:]
+    assert "Orthanc ports restricted with iptables" in out and "filtered in DOCKER-USER" not in out, out[-3000:]
     _filtered(lab)
     assert json.loads(_instances("in")) == stored, "Orthanc's DICOM instances changed"
     rules = _ours(lab)

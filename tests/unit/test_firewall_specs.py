@@ -115,6 +115,21 @@ def test_a_state_that_cannot_be_reached_fails_the_host_never_no_changes(plan):
     assert found["compliance"]["status"] == "not-compliant", "reports: not-compliant (left as it was), not failed"
 
 
+def test_no_host_firewall_still_filters_docker_then_fails_the_host_not_compliant():
+    blocked = "no host firewall found (firewalld, ufw, nftables, iptables): nothing changed"
+    fake, commands = _run({"backend": "none", "changed": True, "input_changed": False, "problems": [],
+                           "blocked": blocked, "docker": {"changed": True}})
+    (apply,) = commands
+    assert apply.args[0] == "apply"
+    fake, commands = _run({"backend": "none", "changed": False, "problems": [], "blocked": blocked})
+    (fail,) = commands
+    logged = []
+    fake.log_styled = lambda message, **kwargs: logged.append(message)
+    assert fail.function(None, fake, *fail.args) is False and fake.noops == []
+    assert logged == [f"firewall not changed: {blocked}"]
+    assert outcomes.for_host("pacs-01")["compliance"]["status"] == "not-compliant"
+
+
 def test_removal_needs_no_ports_or_cidrs():
     fake, commands = _run({"changed": True, "removed": ["nftables"]}, ports=[], cidrs=[], present=False)
     assert fake.requests[0][0] == "remove-check" and commands[0].args[0] == "remove"
