@@ -153,3 +153,36 @@ def test_exit_statuses_combine_as_one_run(fleet):
     assert code == merged["exit_code"] == max(codes) == single_code == 2, output[-3000:]
     assert _statuses(merged) == _statuses(single)
     assert _statuses(merged)[broken["name"]] == "failed"
+
+
+def test_the_kubernetes_pod_script_on_the_lab(fleet, tmp_path):
+    """deploy/kubernetes/cronjob.yaml's pod script, run as the Indexed Job runs it (three at once, each with its
+    JOB_COMPLETION_INDEX), with the real command: each pod audits its shard, and a pod that finds every report
+    there merges them into the fleet's verdict."""
+    import yaml
+
+    cronjob = yaml.safe_load((ROOT / "deploy/kubernetes/cronjob.yaml").read_text())
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    script = job["template"]["spec"]["containers"][0]["args"][0]
+    reports = tmp_path / "reports"
+    script = (script.replace("/etc/orthanc-harden/inventory/fleet.py", str(ROOT / "inventories/lab.py"))
+              .replace("/reports/", f"{reports}/"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "orthanc-harden").write_text(f"#!/bin/sh\nexec {sys.executable} -m orthanc_harden.cli \"$@\"\n")
+    (bin_dir / "orthanc-harden").chmod(0o755)
+    env = {**os.environ, **fleet["env"], "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT),
+           "SHARDS": str(job["completions"]), "JOB_NAME": "orthanc-harden-29000000", "MODE": "audit"}
+    pods = [subprocess.Popen(["sh", "-c", script], cwd=ROOT, env={**env, "JOB_COMPLETION_INDEX": str(index)},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for index in range(job["completions"])]
+    outputs = [pod.communicate(timeout=600)[0] for pod in pods]
+    assert [pod.returncode for pod in pods] == [0] * job["completions"], outputs
+    run_dir = reports / "orthanc-harden-29000000"
+    merged = json.loads((run_dir / "merged.json").read_text())
+    assert merged["command"] == "audit" and merged["exit_code"] == 0 and merged["problems"] == []
+    assert sorted({row["host"] for row in merged["instances"]}) == fleet["names"]
+    assert sorted(run["shard"]["index"] for run in merged["runs"]) == [1, 2, 3]
+    assert any("fleet verdict: exit 0" in output for output in outputs), outputs
+    assert "lab-pkg-1" in (run_dir / "merged.txt").read_text()
+    assert CANARY not in "".join(outputs) + (run_dir / "merged.json").read_text()
