@@ -141,3 +141,22 @@ def test_shards_sharing_a_report_directory_keep_their_own_reports(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "audit-20260102T000000000000Z.json", "audit-20260103T000000000000Z-shard-1-of-2.json",
         "audit-20260103T000000000000Z-shard-2-of-2.json", "audit-20260103T000000000000Z.json"]
+
+
+def test_a_scheduled_shard_runs_its_shard_on_each_control_node():
+    from orthanc_harden.cli import build_parser
+    from orthanc_harden.operations import schedule
+
+    line = schedule.run_line("/opt/oh/bin/orthanc-harden", "audit", "/etc/oh/fleet.py", "/var/lib/oh", 5, "2/3")
+    assert line.endswith(" --keep 5 --shard 2/3")
+    args = build_parser().parse_args(line.split()[1:])
+    assert (args.command, args.mode, args.shard) == ("scheduled-run", "audit", "2/3")
+
+
+@pytest.mark.parametrize("value, problem", [("2/3", None), ("3/2", "I must be between 1 and 2"),
+                                            ("all", "expected I/N")])
+def test_the_schedule_shard_setting_is_checked(value, problem):
+    from orthanc_harden import settings
+
+    found = [p for p in settings.validate({"orthanc_harden_schedule_shard": value}) if "schedule_shard" in p]
+    assert found == ([] if problem is None else [found[0]]) and (problem is None or problem in found[0])
