@@ -180,7 +180,8 @@ def test_the_kubernetes_pod_script_on_the_lab(fleet, tmp_path):
     assert [pod.returncode for pod in pods] == [0] * job["completions"], outputs
     run_dir = reports / "orthanc-harden-29000000"
     merged = json.loads((run_dir / "merged.json").read_text())
-    assert merged["command"] == "audit" and merged["exit_code"] == 0 and merged["problems"] == []
+    assert merged["command"] == "audit" and merged["problems"] == [], merged["problems"]
+    assert merged["exit_code"] == 0, (run_dir / "merged.txt").read_text()
     assert sorted({row["host"] for row in merged["instances"]}) == fleet["names"]
     assert sorted(run["shard"]["index"] for run in merged["runs"]) == [1, 2, 3]
     assert any("fleet verdict: exit 0" in output for output in outputs), outputs
