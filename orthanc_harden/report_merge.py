@@ -110,8 +110,9 @@ def merge(reports: list[tuple[str, dict]], allow_mixed: bool = False) -> dict:
     for (_, count), members in sorted(_shard_sets(reports).items()):
         present = {reports[n][1]["shard"]["index"] for n in members}
         expected = reports[members[0]][1].get("selected_hosts") or []
+        keys = reports[members[0]][1].get("shard_keys") or {}
         for host in sorted(set(expected) - set(covered)):
-            index = shard_of(host, count)
+            index = shard_of(keys.get(host, host), count)
             why = (f"shard {index}/{count} has no report" if index not in present
                    else f"the report of shard {index}/{count} does not cover it")
             problems.append(f"{host} is in no report: {why}")

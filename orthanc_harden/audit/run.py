@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from .. import __version__, engines, findings, settings
-from ..shard import Shard, selection_digest
+from ..shard import Shard, key_of, selection_digest
 from . import containers, instances, probe
 
 EXIT_COMPLIANT, EXIT_FINDINGS, EXIT_FAILED = 0, 1, 2
@@ -68,7 +68,8 @@ def load_state(inventory_path: str, limit: list[str] | None, parallel: int, shar
     if not hosts:
         raise InventoryError(f"inventory {inventory_path} has no host" +
                              (f" matching --limit {' '.join(limit)}" if limit else ""))
-    chosen = selection(inventory_path, limit, [h.name for h in hosts], shard)
+    chosen = selection(inventory_path, limit, [h.name for h in hosts], shard,
+                       {h.name: key_of(h) for h in hosts if key_of(h) != h.name})
     if shard is not None:
         hosts = shard.select(hosts)
         if not hosts:  # an empty list would mean "no limit" to pyinfra: never initialise the state with it
@@ -78,10 +79,12 @@ def load_state(inventory_path: str, limit: list[str] | None, parallel: int, shar
     return state, hosts, chosen
 
 
-def selection(inventory_path: str, limit: list[str] | None, selected: list[str], shard: Shard | None) -> dict:
+def selection(inventory_path: str, limit: list[str] | None, selected: list[str], shard: Shard | None,
+              keys: dict[str, str] | None = None) -> dict:
     """What a report says about the hosts it covers: the inventory file's digest (runners of one fleet load the
-    same file, wherever they mount it), the hosts chosen by --limit before sharding, and the shard. `report
-    merge` uses it to refuse reports of other inventories and to name hosts no report covered."""
+    same file, wherever they mount it), the hosts chosen by --limit before sharding, the shard, and the shard
+    keys that are not the host's name (`shard.key_of`). `report merge` uses it to refuse reports of other
+    inventories and to name hosts no report covered."""
     import os
 
     content = None
@@ -89,7 +92,8 @@ def selection(inventory_path: str, limit: list[str] | None, selected: list[str],
         with open(inventory_path, "rb") as handle:
             content = hashlib.sha256(handle.read()).hexdigest()
     return {"inventory_sha256": content, "limit": list(limit or []), "selected_hosts": sorted(selected),
-            "selection_sha256": selection_digest(selected), "shard": shard.as_dict() if shard else None}
+            "selection_sha256": selection_digest(selected), "shard": shard.as_dict() if shard else None,
+            "shard_keys": keys or {}}
 
 
 def _row_failed(host_name: str, reason: str) -> dict:

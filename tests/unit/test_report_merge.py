@@ -163,3 +163,20 @@ def test_the_command_line(tmp_path):
     (tmp_path / "other.json").write_text('{"hosts": []}')
     refused = run_cli("report", "merge", str(tmp_path / "other.json"), timeout=120)
     assert refused.returncode == 2 and "not a JSON report of orthanc-harden" in refused.stderr
+
+
+def test_a_missing_host_is_placed_in_its_shard_by_its_key():
+    """An engine sharded with its machine (`shard_keys`): the merge names the shard that really held it."""
+    engine, machine = "@dockerengine/docker-04", "docker-04.example.org"
+    hosts = FLEET + [engine, machine]
+    keys = {engine: machine}
+    assert shard_of(engine, 3) != shard_of(machine, 3), "a key that moves the engine to another shard"
+    reports = []
+    for index in (1, 2, 3):
+        shard = Shard(index, 3)
+        rows = [_remediation_row(h) for h in hosts if shard_of(keys.get(h, h), 3) == index]
+        reports.append((f"shard-{index}.json", remediate.report(rows, "fleet.py", time.time(), False,
+                                                                {**_chosen(shard, hosts=hosts), "shard_keys": keys})))
+    held = shard_of(machine, 3)
+    merged = merge([r for i, r in enumerate(reports, 1) if i != held])
+    assert f"{engine} is in no report: shard {held}/3 has no report" in merged["problems"]

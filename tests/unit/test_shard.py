@@ -126,6 +126,38 @@ def test_an_empty_shard_is_a_run_of_no_host():
     assert "has no host matching --limit" in _select(",".join(names), ["nothing*"], f"{other}/3")["error"]
 
 
+_TOGETHER = """
+docker_machines = [("docker-01.example.org", {}), ("docker-02.example.org", {})]
+engines = [
+    ("@dockerengine/docker-01", {"orthanc_harden_docker_url": "ssh://deploy@docker-01.example.org"}),
+    ("@dockerengine/docker-02", {"orthanc_harden_docker_url": "tcp://docker-02.example.org:2376"}),
+    ("@dockerengine/local", {"orthanc_harden_docker_url": "unix:///var/run/docker.sock"}),
+]
+site_1 = [(f"pacs-{i}.site-1", {"orthanc_harden_shard_key": "site-1"}) for i in range(6)]
+"""
+
+
+@pytest.mark.parametrize("count", [2, 3, 5])
+def test_hosts_audited_together_stay_together(tmp_path, count):
+    """An engine and the machine it runs on (whose DOCKER-USER chain filters its ports) are one audit: a shard
+    with one but not the other would report the engine's containers open when one run reports them closed."""
+    inventory = tmp_path / "fleet.py"
+    inventory.write_text(_TOGETHER)
+    where = {}
+    for index in range(1, count + 1):
+        found = _select(str(inventory), None, f"{index}/{count}")
+        where.update(dict.fromkeys(found["hosts"], index))
+        assert found["chosen"]["shard_keys"] == {
+            "@dockerengine/docker-01": "docker-01.example.org", "@dockerengine/docker-02": "docker-02.example.org",
+            **{f"pacs-{i}.site-1": "site-1" for i in range(6)}}
+    assert len(where) == 11, "every host exactly once"
+    assert where["@dockerengine/docker-01"] == where["docker-01.example.org"] == shard_of("docker-01.example.org",
+                                                                                         count)
+    assert where["@dockerengine/docker-02"] == where["docker-02.example.org"]
+    assert where["@dockerengine/local"] == shard_of("@dockerengine/local", count)
+    assert {where[f"pacs-{i}.site-1"] for i in range(6)} == {shard_of("site-1", count)}
+
+
 def test_shards_sharing_a_report_directory_keep_their_own_reports(tmp_path):
     one, two = Shard(1, 2), Shard(2, 2)
     for stamp in ("20260101T000000000000Z", "20260102T000000000000Z", "20260103T000000000000Z"):
