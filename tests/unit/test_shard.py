@@ -192,3 +192,28 @@ def test_the_schedule_shard_setting_is_checked(value, problem):
 
     found = [p for p in settings.validate({"orthanc_harden_schedule_shard": value}) if "schedule_shard" in p]
     assert found == ([] if problem is None else [found[0]]) and (problem is None or problem in found[0])
+
+
+def test_scheduled_shards_share_a_report_directory(tmp_path):
+    """Each shard of a scheduled run takes its own lock and writes its own report: shards on one volume run side
+    by side, and a shard whose lock is held is skipped (75). Empty shards: no host is contacted."""
+    import fcntl
+
+    hosts = ["pacs-1", "pacs-2"]
+    free, held = [i for i in range(1, 6) if i not in {shard_of(h, 5) for h in hosts}][:2]
+    reports = tmp_path / "reports"
+    reports.mkdir(mode=0o700)
+    with open(reports / f".lock-shard-{held}-of-5", "w") as lock, open(reports / ".lock", "w") as unsharded:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        fcntl.flock(unsharded, fcntl.LOCK_EX)
+        skipped = run_cli("scheduled-run", "audit", ",".join(hosts), "--report-dir", str(reports), "--shard",
+                          f"{held}/5", timeout=120)
+        ran = run_cli("scheduled-run", "audit", ",".join(hosts), "--report-dir", str(reports), "--shard",
+                      f"{free}/5", timeout=120)
+    assert skipped.returncode == 75 and f".lock-shard-{held}-of-5" in skipped.stdout
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    written = sorted(reports.glob("audit-*.json"))
+    assert [p.name.endswith(f"-shard-{free}-of-5.json") for p in written] == [True]
+    report = json.loads(written[0].read_text())
+    assert report["shard"] == {"index": free, "count": 5} and report["instances"] == []
+    assert report["selected_hosts"] == hosts and report["exit_code"] == 0
