@@ -81,7 +81,8 @@ def _audit(args) -> int:
         progress.start()
         task = progress.add_task("auditing", total=total)
     try:
-        report = run.audit(args.inventory, limit=args.limit, parallel=args.parallel, on_host=progress_line)
+        report = run.audit(args.inventory, limit=args.limit, parallel=args.parallel, on_host=progress_line,
+                           shard=args.shard)
     finally:
         if progress is not None:
             progress.stop()
@@ -137,7 +138,7 @@ def _remediate(args) -> int:
 
     try:
         report = remediate.remediate(args.inventory, limit=args.limit, parallel=args.parallel, dry=args.dry,
-                                     on_op=on_op)
+                                     on_op=on_op, shard=args.shard)
     finally:
         if progress is not None:
             progress.stop()
@@ -152,7 +153,8 @@ def _scheduled_run(args) -> int:
 
     from .scheduled import scheduled_run
 
-    code, line = scheduled_run(args.mode, args.inventory, Path(args.report_dir), args.keep, args.parallel)
+    code, line = scheduled_run(args.mode, args.inventory, Path(args.report_dir), args.keep, args.parallel,
+                               shard=args.shard)
     print(line, flush=True)  # one line for the journal or cron's mail
     return code
 
@@ -162,8 +164,14 @@ def _fleet_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--json", metavar="FILE", help="also write the report as JSON ('-' for stdout)")
     command.add_argument("--limit", action="append", metavar="PATTERN", help="host name glob or group (repeatable)")
     command.add_argument("--parallel", type=int, default=20, help="hosts worked on at once (default 20)")
+    _shard_argument(command)
     command.add_argument("-v", "--verbose", action="store_true", help="also print the traceback of an unexpected "
                                                                       "error (always in the JSON report)")
+
+
+def _shard_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--shard", metavar="I/N", help="only the hosts of shard I of N (1..N, by a hash of each "
+                                                        "host's name; after --limit): N runners cover every host once")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,7 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     timed.add_argument("--report-dir", default="/var/lib/orthanc-harden/reports", help="JSON reports (0600)")
     timed.add_argument("--keep", type=int, default=48, help="reports kept per mode (default 48)")
     timed.add_argument("--parallel", type=int, default=20, help="hosts worked on at once (default 20)")
+    _shard_argument(timed)
     timed.set_defaults(handler=_scheduled_run)
+
+    from .report_merge import add_command as add_report_command
+
+    add_report_command(commands, out, err)
 
     lab = commands.add_parser("lab", help="a local lab of vulnerable Orthanc hosts (Docker)")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True)
@@ -220,10 +233,16 @@ def main(argv: list[str] | None = None) -> int:
         monkey.patch_all()
     from .audit.run import InventoryError
     from .lab.errors import LabError
+    from .shard import ShardError, parse
 
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "shard", None) is not None:
+            args.shard = parse(args.shard)
         return args.handler(args)
+    except ShardError as error:  # before anything is read: one line, the usage error status
+        err.print(f"orthanc-harden {args.command}: error: {error}", markup=False, soft_wrap=True)
+        return 2
     except LabError as error:
         err.print(f"orthanc-harden {args.command}: error: {error}", markup=False)
         return 1

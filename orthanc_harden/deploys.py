@@ -370,4 +370,5 @@ def schedule_runs():
         keep=settings.get(data, "orthanc_harden_schedule_keep"),
         environment_file=settings.get(data, "orthanc_harden_schedule_environment_file"),
         present=not settings.get(data, "orthanc_harden_schedule_remove"),
+        shard=settings.get(data, "orthanc_harden_schedule_shard"),
     )

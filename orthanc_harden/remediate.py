@@ -16,6 +16,7 @@ from typing import Callable
 from . import outcomes, restarts, settings
 from .audit import run as audit_run
 from .operations.isolation import details, one_line
+from .shard import Shard
 
 EXIT_COMPLIANT, EXIT_NOT_COMPLIANT, EXIT_FAILED = 0, 1, 2
 STATUSES = ("changed", "compliant", "would-change", "not-compliant", "failed")
@@ -190,7 +191,7 @@ def _safe_row(host, *args) -> dict:
 
 
 def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int = 20, dry: bool = False,
-              on_op: Callable[[str], None] | None = None) -> dict:
+              on_op: Callable[[str], None] | None = None, shard: Shard | None = None) -> dict:
     """Run ``orthanc_harden.deploys.harden`` on every host (plan only when ``dry``) and return the report."""
     from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.operations import run_ops
@@ -200,12 +201,14 @@ def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int
     from .deploys import harden
 
     started = time.time()
+    state, hosts, chosen = audit_run.load_state(inventory_path, limit, parallel, shard)
+    if not hosts:
+        return report([], inventory_path, started, dry, chosen)
     outcomes.clear()
     restarts.clear()
     pyinfra_lines = _PyinfraLines()
     pyinfra_logger = logging.getLogger("pyinfra")
     pyinfra_logger.addHandler(pyinfra_lines)
-    state, hosts = audit_run.load_state(inventory_path, limit, parallel)
     state.add_callback_handler(_callbacks(on_op, pyinfra_lines))
     failed: set = set()
     try:
@@ -253,17 +256,23 @@ def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int
             if host.connected:
                 host.disconnect()
         pyinfra_logger.removeHandler(pyinfra_lines)
-    return report(rows, inventory_path, started, dry)
+    return report(rows, inventory_path, started, dry, chosen)
 
 
-def report(rows: list[dict], inventory_path: str, started: float, dry: bool) -> dict:
+def exit_code(rows: list[dict]) -> int:
     statuses = {r["status"] for r in rows}
     if "failed" in statuses:
-        exit_code = EXIT_FAILED
-    elif statuses & {"not-compliant", "would-change"}:
-        exit_code = EXIT_NOT_COMPLIANT
-    else:
-        exit_code = EXIT_COMPLIANT
-    return {**audit_run.run_metadata("remediate", inventory_path, started), "dry": dry, "exit_code": exit_code,
-            "summary": {s: sum(1 for r in rows if r["status"] == s) for s in STATUSES},
+        return EXIT_FAILED
+    if statuses & {"not-compliant", "would-change"}:
+        return EXIT_NOT_COMPLIANT
+    return EXIT_COMPLIANT
+
+
+def summary(rows: list[dict]) -> dict:
+    return {s: sum(1 for r in rows if r["status"] == s) for s in STATUSES}
+
+
+def report(rows: list[dict], inventory_path: str, started: float, dry: bool, chosen: dict | None = None) -> dict:
+    return {**audit_run.run_metadata("remediate", inventory_path, started, chosen), "dry": dry,
+            "exit_code": exit_code(rows), "summary": summary(rows),
             "waived": sum(1 for r in rows if r["waived"]), "hosts": rows}

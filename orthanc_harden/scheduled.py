@@ -15,37 +15,45 @@ from .private_files import write_private
 EXIT_LOCKED = 75
 
 
-def prune(report_dir: Path, mode: str, keep: int) -> list[Path]:
-    """Remove all but the newest `keep` reports of this mode (names sort by time)."""
-    reports = sorted(report_dir.glob(f"{mode}-*.json"))
+def _suffix(shard) -> str:
+    # Shards may share one report directory (a volume mounted by every runner): each keeps its own lock and
+    # reports, so that they run side by side and one shard's retention never removes another's reports.
+    return f"-shard-{shard.index}-of-{shard.count}" if shard else ""
+
+
+def prune(report_dir: Path, mode: str, keep: int, shard=None) -> list[Path]:
+    """Remove all but the newest `keep` reports of this mode and shard (names sort by time)."""
+    pattern = f"{mode}-*{_suffix(shard)}.json" if shard else f"{mode}-*Z.json"
+    reports = sorted(report_dir.glob(pattern))
     stale = reports[:-keep] if keep > 0 else reports
     for path in stale:
         path.unlink()
     return stale
 
 
-def scheduled_run(mode: str, inventory: str, report_dir: Path, keep: int, parallel: int = 20) -> tuple[int, str]:
-    """Run audit or remediate under a lock; returns (exit status, one summary line)."""
+def scheduled_run(mode: str, inventory: str, report_dir: Path, keep: int, parallel: int = 20,
+                  shard=None) -> tuple[int, str]:
+    """Run audit or remediate (of one shard) under a lock; returns (exit status, one summary line)."""
     from .audit import render
 
     report_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with open(report_dir / ".lock", "w") as lock:
+    with open(report_dir / f".lock{_suffix(shard)}", "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return EXIT_LOCKED, f"another orthanc-harden run holds {report_dir / '.lock'}: this one is skipped"
+            return EXIT_LOCKED, f"another orthanc-harden run holds {lock.name}: this one is skipped"
         if mode == "remediate":
             from .remediate import remediate
 
-            report = remediate(inventory, parallel=parallel)
+            report = remediate(inventory, parallel=parallel, shard=shard)
         else:
             from .audit.run import audit
 
-            report = audit(inventory, parallel=parallel)
+            report = audit(inventory, parallel=parallel, shard=shard)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        path = report_dir / f"{mode}-{stamp}.json"
+        path = report_dir / f"{mode}-{stamp}{_suffix(shard)}.json"
         write_private(path, render.to_json(report))
-        prune(report_dir, mode, keep)
+        prune(report_dir, mode, keep, shard)
     counts = ", ".join(f"{n} {status}" for status, n in report["summary"].items() if n)
     return report["exit_code"], f"orthanc-harden {mode}: {counts or 'no hosts'}; exit {report['exit_code']}; " \
                                 f"report {path}"

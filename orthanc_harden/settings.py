@@ -123,6 +123,13 @@ SETTINGS = {s.name: s for s in [
             "`deploys/schedule.py`: file of variables the secret references need (e.g. `VAULT_TOKEN`), read at run "
             "time, never copied into the unit."),
     Setting("orthanc_harden_schedule_remove", False, bool, "`deploys/schedule.py`: remove the timer or cron file."),
+    Setting("orthanc_harden_shard_key", None, str,
+            "`--shard`: hosts with the same key land in the same shard (default: the host's name; a Docker engine "
+            "at `ssh://` or `tcp://`, the name of its machine). Give it to hosts that must be audited in one run, "
+            "such as an engine and the SSH host of its machine when their names differ."),
+    Setting("orthanc_harden_schedule_shard", None, str,
+            "`deploys/schedule.py`: run only shard `I/N` of the inventory (`--shard`): N control nodes, each with its "
+            "own timer and shard, cover every host once; `orthanc-harden report merge` joins their reports."),
     Setting("orthanc_harden_upgrade_enabled", True, bool, "Control `upgrade`: bring Orthanc to the minimum version."),
     Setting("orthanc_harden_auth_enabled", True, bool,
             "Control `auth`: `AuthenticationEnabled: true` with the secret store's users."),
@@ -219,6 +226,14 @@ def validate(data) -> list[str]:
         problems.append(problem)
     if get(data, "orthanc_harden_schedule_mode") not in ("remediate", "audit"):
         problems.append("orthanc_harden_schedule_mode must be remediate or audit")
+    shard = get(data, "orthanc_harden_schedule_shard")
+    if isinstance(shard, str):
+        from .shard import ShardError, parse
+
+        try:
+            parse(shard)
+        except ShardError as err:
+            problems.append(f"orthanc_harden_schedule_shard: {err}")
     for name in ("orthanc_harden_min_version", "orthanc_harden_upgrade_version"):
         value = get(data, name)
         if isinstance(value, str) and not re.match(r"^(\d+:)?\d+\.\d+", value):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import fnmatch
 import getpass
+import hashlib
 import socket
 import time
 from datetime import datetime, timezone
 from typing import Callable
 
 from .. import __version__, engines, findings, settings
+from ..shard import Shard, key_of, selection_digest
 from . import containers, instances, probe
 
 EXIT_COMPLIANT, EXIT_FINDINGS, EXIT_FAILED = 0, 1, 2
@@ -36,9 +38,11 @@ def _load_error(inventory_path: str, err: BaseException) -> str:
         f": {text.splitlines()[0][:300]}" if text else "")
 
 
-def load_state(inventory_path: str, limit: list[str] | None, parallel: int):
-    """A pyinfra State for the inventory, made the way pyinfra's own CLI makes it; returns (state, hosts).
-    Raises InventoryError when the inventory does not exist, does not load, or selects no host."""
+def load_state(inventory_path: str, limit: list[str] | None, parallel: int, shard: Shard | None = None):
+    """A pyinfra State for the inventory, made the way pyinfra's own CLI makes it; returns (state, hosts,
+    selection), `selection` being the report's record of which hosts were chosen (see `selection`).
+    Raises InventoryError when the inventory does not exist, does not load, or selects no host. `--limit` applies
+    first, then the shard; a shard left without a host gives (None, [], selection): a run of no host."""
     import os
     import sys
 
@@ -64,9 +68,32 @@ def load_state(inventory_path: str, limit: list[str] | None, parallel: int):
     if not hosts:
         raise InventoryError(f"inventory {inventory_path} has no host" +
                              (f" matching --limit {' '.join(limit)}" if limit else ""))
+    chosen = selection(inventory_path, limit, [h.name for h in hosts], shard,
+                       {h.name: key_of(h) for h in hosts if key_of(h) != h.name})
+    if shard is not None:
+        hosts = shard.select(hosts)
+        if not hosts:  # an empty list would mean "no limit" to pyinfra: never initialise the state with it
+            return None, [], chosen
     # A list: pyinfra treats any other limit (a set included) as no limit at all.
     state.init(inventory, Config(PARALLEL=parallel, FAIL_PERCENT=100), initial_limit=hosts)
-    return state, hosts
+    return state, hosts, chosen
+
+
+def selection(inventory_path: str, limit: list[str] | None, selected: list[str], shard: Shard | None,
+              keys: dict[str, str] | None = None) -> dict:
+    """What a report says about the hosts it covers: the inventory file's digest (runners of one fleet load the
+    same file, wherever they mount it), the hosts chosen by --limit before sharding, the shard, and the shard
+    keys that are not the host's name (`shard.key_of`). `report merge` uses it to refuse reports of other
+    inventories and to name hosts no report covered."""
+    import os
+
+    content = None
+    if os.path.isfile(inventory_path):
+        with open(inventory_path, "rb") as handle:
+            content = hashlib.sha256(handle.read()).hexdigest()
+    return {"inventory_sha256": content, "limit": list(limit or []), "selected_hosts": sorted(selected),
+            "selection_sha256": selection_digest(selected), "shard": shard.as_dict() if shard else None,
+            "shard_keys": keys or {}}
 
 
 def _row_failed(host_name: str, reason: str) -> dict:
@@ -144,12 +171,14 @@ def audit_host(host, host_state: dict | None = None, docker_user: list | None = 
 
 
 def audit(inventory_path: str, limit: list[str] | None = None, parallel: int = 20,
-          on_host: Callable[[str, list[dict]], None] | None = None) -> dict:
+          on_host: Callable[[str, list[dict]], None] | None = None, shard: Shard | None = None) -> dict:
     """Audit every host (read-only) and return the report: rows plus the run's metadata."""
     from pyinfra.api.state import StateStage
 
     started = time.time()
-    state, hosts = load_state(inventory_path, limit, parallel)
+    state, hosts, chosen = load_state(inventory_path, limit, parallel, shard)
+    if not hosts:
+        return report([], inventory_path, started, chosen)
     state.set_stage(StateStage.Connect)
 
     shared: list[dict] = []
@@ -167,7 +196,7 @@ def audit(inventory_path: str, limit: list[str] | None = None, parallel: int = 2
         for host in hosts:
             if host.connected:
                 host.disconnect()
-    return report(rows, inventory_path, started)
+    return report(rows, inventory_path, started, chosen)
 
 
 def in_waves(hosts: list, work: Callable, parallel: int) -> list:
@@ -182,9 +211,10 @@ def in_waves(hosts: list, work: Callable, parallel: int) -> list:
     return [results[i] for i in range(len(hosts))]
 
 
-def run_metadata(command: str, inventory_path: str, started: float) -> dict:
-    """What every report starts with: which tool, command and inventory, when, where and by whom."""
-    return {
+def run_metadata(command: str, inventory_path: str, started: float, chosen: dict | None = None) -> dict:
+    """What every report starts with: which tool, command and inventory, when, where and by whom, and which
+    hosts it chose (`selection`)."""
+    return {**(chosen or {}),
         "tool": "orthanc-harden", "version": __version__, "command": command, "inventory": inventory_path,
         "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
         "duration_s": round(time.time() - started, 2), "control_node": socket.gethostname(),
@@ -192,12 +222,15 @@ def run_metadata(command: str, inventory_path: str, started: float) -> dict:
     }
 
 
-def report(rows: list[dict], inventory_path: str, started: float) -> dict:
+def exit_code(rows: list[dict]) -> int:
     failed = any(r["status"] == "failed" for r in rows)
-    exit_code = EXIT_FAILED if failed else (EXIT_COMPLIANT if all(r["compliant"] for r in rows) else EXIT_FINDINGS)
-    return {
-        **run_metadata("audit", inventory_path, started), "exit_code": exit_code,
-        "summary": {s: sum(1 for r in rows if r["status"] == s) for s in ("compliant", "findings", "failed",
-                                                                         "no-orthanc")},
-        "instances": rows,
-    }
+    return EXIT_FAILED if failed else (EXIT_COMPLIANT if all(r["compliant"] for r in rows) else EXIT_FINDINGS)
+
+
+def summary(rows: list[dict]) -> dict:
+    return {s: sum(1 for r in rows if r["status"] == s) for s in ("compliant", "findings", "failed", "no-orthanc")}
+
+
+def report(rows: list[dict], inventory_path: str, started: float, chosen: dict | None = None) -> dict:
+    return {**run_metadata("audit", inventory_path, started, chosen), "exit_code": exit_code(rows),
+            "summary": summary(rows), "instances": rows}

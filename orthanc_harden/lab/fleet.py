@@ -51,8 +51,11 @@ class LabSpec:
         if not (1 <= self.hosts <= 40 and 0 <= self.containers <= 9):
             raise LabError("--hosts must be 1..40 and --containers 0..9")
         # Below Linux's ephemeral range (32768+): outgoing connections there could hold a lab port at random.
-        if not 1024 <= self.port_base <= 32768 - 1000:
-            raise LabError(f"--port-base {self.port_base} must be between 1024 and {32768 - 1000}")
+        # The bound is this lab's own highest port, so a small lab may start close below the range.
+        highest = max((port for m in members(self) for port in m.ports.values()), default=self.port_base)
+        if not 1024 <= self.port_base or highest >= 32768:
+            raise LabError(f"--port-base {self.port_base} must be 1024 or more, and this lab's highest port "
+                           f"({highest}) below 32768")
         if not self.lab.replace("-", "").isalnum():
             raise LabError(f"lab name {self.lab!r} may hold only letters, digits and '-'")
 

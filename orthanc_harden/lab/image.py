@@ -102,9 +102,8 @@ def _build(client: docker.DockerClient, tag: str, dockerfile: str, files: dict[s
         raise LabError(f"building {tag} failed: {err.explanation or err}") from None
 
 
-def ensure_images(client: docker.DockerClient, say: Callable[[str], None],
-                  mirror: str = DEFAULT_MIRROR) -> dict[str, str]:
-    """Return {"host": tag, "app": tag}, building what is missing."""
+def rootfs_image(client: docker.DockerClient, say: Callable[[str], None], mirror: str = DEFAULT_MIRROR) -> str:
+    """The tag of the debootstrapped Debian base (no registry needed), imported once."""
     rootfs = f"{ROOTFS_REPO}:{SUITE}-{_digest(SUITE, mirror)}"
     if not _exists(client, rootfs):
         workdir = Path(tempfile.mkdtemp(prefix="orthanc-harden-rootfs-", dir="/var/tmp"))
@@ -114,6 +113,13 @@ def ensure_images(client: docker.DockerClient, say: Callable[[str], None],
             _import(client, workdir / "rootfs", rootfs)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+    return rootfs
+
+
+def ensure_images(client: docker.DockerClient, say: Callable[[str], None],
+                  mirror: str = DEFAULT_MIRROR) -> dict[str, str]:
+    """Return {"host": tag, "app": tag}, building what is missing."""
+    rootfs = rootfs_image(client, say, mirror)
 
     configure = _recipe_file("configure-host.sh")
     host_df = _recipe_file("host.Dockerfile").format(rootfs=rootfs, packages=" ".join(PACKAGES))

@@ -24,8 +24,9 @@ def default_command() -> str:
     return os.path.join(os.path.dirname(sys.executable), "orthanc-harden")
 
 
-def run_line(command: str, mode: str, inventory: str, report_dir: str, keep: int) -> str:
-    return shlex.join([command, "scheduled-run", mode, inventory, "--report-dir", report_dir, "--keep", str(keep)])
+def run_line(command: str, mode: str, inventory: str, report_dir: str, keep: int, shard: str | None = None) -> str:
+    return shlex.join([command, "scheduled-run", mode, inventory, "--report-dir", report_dir, "--keep", str(keep),
+                       *(["--shard", shard] if shard else [])])
 
 
 def service_unit(mode: str, line: str, inventory: str, environment_file: str | None) -> str:
@@ -78,6 +79,7 @@ def timer(
     environment_file: str | None = None,
     name: str | None = None,
     present: bool = True,
+    shard: str | None = None,
 ):
     """
     Run ``orthanc-harden remediate`` (or ``audit``) on a schedule from this host, the control node.
@@ -92,6 +94,7 @@ def timer(
       by the run and never written into the unit or cron file
     + name: unit/cron file name; default ``orthanc-harden-<mode>``
     + present: ``False`` stops and removes the timer or cron file
+    + shard: ``I/N``: run only that shard of the inventory (``--shard``), one per control node
 
     Runs never overlap: a oneshot unit is not started twice, and every run takes a lock in ``report_dir``. The
     unit fails when a host is not compliant (exit 1) or failed (exit 2), so ``systemctl --failed`` and any
@@ -111,8 +114,15 @@ def timer(
         raise OperationValueError("inventory and report_dir must be absolute paths (the run starts elsewhere)")
     if not isinstance(keep, int) or keep < 1:
         raise OperationValueError(f"keep must be a positive number of reports, not {keep!r}")
+    if shard is not None:
+        from ..shard import ShardError, parse
+
+        try:
+            parse(shard)
+        except ShardError as err:
+            raise OperationValueError(str(err)) from None
     name = name or f"orthanc-harden-{mode}"
-    line = run_line(command or default_command(), mode, inventory, report_dir, keep)
+    line = run_line(command or default_command(), mode, inventory, report_dir, keep, shard)
     service_path, timer_path = f"{UNIT_DIR}/{name}.service", f"{UNIT_DIR}/{name}.timer"
     if host.get_fact(Directory, path="/run/systemd/system"):
         if not present:

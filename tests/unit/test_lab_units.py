@@ -28,12 +28,18 @@ def test_ports_are_distinct_and_stable():
 
 @pytest.mark.parametrize("kwargs, cause", [
     ({"hosts": 0}, "--hosts"), ({"containers": 10}, "--containers"), ({"port_base": 80}, "--port-base"),
-    ({"port_base": 40000}, "--port-base"),
+    ({"port_base": 40000}, "--port-base"), ({"port_base": 32300, "containers": 9}, "highest port \\(32892\\)"),
     ({"lab": "a b"}, "lab name"),
 ])
 def test_bad_spec_is_refused(kwargs, cause):
     with pytest.raises(LabError, match=cause):
         fleet.LabSpec(**kwargs).validate()
+
+
+def test_a_small_lab_may_start_close_below_the_ephemeral_ports():
+    spec = fleet.LabSpec(hosts=4, containers=1, port_base=32200)
+    spec.validate()
+    assert max(p for m in fleet.members(spec) for p in m.ports.values()) == 32712
 
 
 def test_client_key_is_private_and_stable(tmp_path):
