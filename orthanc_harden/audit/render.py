@@ -7,7 +7,9 @@ import json
 from rich.table import Table
 
 from . import words
+from .fitted import Fitted
 
+STATUS_BREAK = ",\n"  # "compliant," over "5 advisories": a narrow status column that reads whole
 STATUS_STYLE = {"compliant": "green", "findings": "red", "failed": "bold red", "no-orthanc": "dim"}
 
 
@@ -20,7 +22,7 @@ def _names_column(grid: Table, header: str, names: list[str]) -> None:
     grid.add_column(header, no_wrap=True, min_width=max([len(header)] + [len(n or "") for n in names]))
 
 
-def table(report: dict, verbose: bool = False) -> Table:
+def table(report: dict, verbose: bool = False) -> Fitted:
     """One row per instance; findings in words (advisories counted in the status, listed with `verbose`)."""
     grid = Table(title=f"orthanc-harden audit of {report['inventory']}")
     rows = report["instances"]
@@ -44,8 +46,8 @@ def table(report: dict, verbose: bool = False) -> Table:
                      _yes_no(config.get("AuthenticationEnabled")) if known else "?",
                      str(len(row["config"]["users"])) if known else "?", fw,
                      words.cell(row["findings"], verbose) or "-",
-                     f"[{style}]{words.status(row['status'], row['findings'])}[/{style}]")
-    return grid
+                     f"[{style}]{words.status(row['status'], row['findings'], sep=STATUS_BREAK)}[/{style}]")
+    return Fitted(grid)
 
 
 def to_json(report: dict) -> str:
@@ -56,7 +58,7 @@ REMEDIATION_STYLE = {"changed": "yellow", "compliant": "green", "would-change": 
                      "failed": "bold red"}
 
 
-def remediation_table(report: dict, verbose: bool = False) -> Table:
+def remediation_table(report: dict, verbose: bool = False) -> Fitted:
     """One row per host: what changed (or would), what is waived, and the status with its reason (findings in
     words; advisories counted in the status, listed with `verbose`)."""
     verb = "plan" if report["dry"] else "remediation"
@@ -73,14 +75,14 @@ def remediation_table(report: dict, verbose: bool = False) -> Table:
             listed = [f"{a['instance']}: {', '.join(words.named(f) for f in words.advisories(a['findings']))}"
                       for a in row.get("audit", []) if words.advisories(a["findings"])]
             reason = "\n".join(filter(None, [reason] + listed))
-        grid.add_row(row["host"], f"[{style}]{words.status(row['status'], found)}[/{style}]",
+        grid.add_row(row["host"], f"[{style}]{words.status(row['status'], found, sep=STATUS_BREAK)}[/{style}]",
                      "\n".join(row["changes"]) or "-", waived or "-", reason or "-")
     counts = ", ".join(f"{count} {status}" for status, count in report["summary"].items() if count)
     grid.caption = f"{counts}; exit status {report['exit_code']}"
-    return grid
+    return Fitted(grid)
 
 
-def catalogue_table() -> Table:
+def catalogue_table() -> Fitted:
     """`orthanc-harden findings`: every finding, worst first, with how it is fixed or why it is only advised."""
     from ..findings import catalogue
 
@@ -92,4 +94,4 @@ def catalogue_table() -> Table:
         grid.add_row(entry["id"], entry["severity"], f"{entry['title']}\n[dim]{entry['short']}[/dim]",
                      entry["handling"])
     grid.caption = "critical and high make a host non-compliant; medium and lower are advisories"
-    return grid
+    return Fitted(grid)

@@ -49,10 +49,10 @@ def advisory_count(found: list) -> str:
     return f"{count} advisor{'y' if count == 1 else 'ies'}" if count else ""
 
 
-def status(status: str, found: list) -> str:
+def status(status: str, found: list, sep: str = ", ") -> str:
     """``compliant, 5 advisories``: the row's status with its advisories counted apart."""
     count = advisory_count(found)
-    return f"{status}, {count}" if count else status
+    return f"{status}{sep}{count}" if count else status
 
 
 def cell(found: list, verbose: bool = False) -> str:

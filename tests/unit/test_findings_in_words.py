@@ -12,6 +12,7 @@ from rich.console import Console
 
 from orthanc_harden import findings
 from orthanc_harden.audit import render, words
+from tests.table_cells import row_of
 from tests.unit.test_findings import SAFE
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -62,14 +63,14 @@ def test_blocking_findings_are_named_worst_first_and_advisories_counted_apart():
 def test_audit_table_shows_words_and_a_compliant_row_does_not_look_like_a_failing_one():
     report = _audit_report(_instance("pacs-01", **EXPOSED), _instance("pacs-02", **ADVISORIES_ONLY))
     text = _text(render.table(report))
-    failing = next(line for line in text.splitlines() if "pacs-01" in line)
-    compliant = next(line for line in text.splitlines() if "pacs-02" in line)
-    assert "ORTH-002 remote access without authentication" in failing and "findings, 3 advisories" in failing
-    assert "compliant, 5 advisories" in compliant and "ORTH-1" not in text, "advisories are not listed without -v"
-    verbose = _text(render.table(report, verbose=True))
-    for advisory in ("ORTH-101 HTTPS off (medium)", "ORTH-103 Lua through REST on (medium)",
-                     "ORTH-105 called AET not checked (low)"):
-        assert advisory in verbose
+    failing, compliant = row_of(text, "pacs-01"), row_of(text, "pacs-02")
+    assert failing["findings"] == "ORTH-002 remote access without authentication"
+    assert failing["status"] == "findings, 3 advisories"
+    assert (compliant["findings"], compliant["status"]) == ("-", "compliant, 5 advisories")
+    assert "ORTH-1" not in text, "advisories are not listed without -v"
+    verbose = row_of(_text(render.table(report, verbose=True)), "pacs-02")["findings"]
+    assert verbose == ("ORTH-101 HTTPS off (medium) ORTH-103 Lua through REST on (medium) ORTH-102 WebDAV on (low) "
+                       "ORTH-105 called AET not checked (low) ORTH-106 HTTP errors described (info)")
 
 
 def test_waived_findings_stay_named():
@@ -89,31 +90,39 @@ def test_remediation_table_and_json_carry_words():
     report = {"inventory": "fleet.py", "dry": False, "hosts": [row, done], "exit_code": 1,
               "summary": {"not-compliant": 1, "compliant": 1}}
     text = _text(render.remediation_table(report))
-    assert "ORTH-002 remote access without authentication" in text and "compliant, 5 advisories" in text
-    assert "ORTH-105 called AET not checked" in _text(render.remediation_table(report, verbose=True))
-    assert "ORTH-105" not in text
+    assert row_of(text, "pacs-01")["reason"] == "orthanc.service: ORTH-002 remote access without authentication, " \
+                                                 "3 advisories"
+    assert row_of(text, "pacs-02")["status"] == "compliant, 5 advisories" and "ORTH-105" not in text
+    assert "ORTH-105 called AET not checked" in row_of(_text(render.remediation_table(report, verbose=True)),
+                                                      "pacs-02")["reason"]
     (finding,) = [f for f in row["audit"][0]["findings"] if f["id"] == "ORTH-002"]
     assert {finding[k] for k in ("id", "severity", "short")} == {"ORTH-002", "critical",
                                                                   "remote access without authentication"}
 
 
 def test_long_host_names_are_never_cut_at_80_columns():
-    for renderable in (render.table(_audit_report(_instance(ENGINE, **EXPOSED))),
-                       render.remediation_table({"inventory": "x", "dry": True, "exit_code": 1, "summary": {},
-                                                 "hosts": [{"host": ENGINE, "status": "would-change",
-                                                            "changes": ["auth"], "waived": {}, "reason": ""}]})):
-        text = _text(renderable, width=80)
-        assert ENGINE in text, text
+    audit = _audit_report(_instance(ENGINE, **EXPOSED), _instance("pacs-01", **EXPOSED))
+    remediation = {"inventory": "x", "dry": True, "exit_code": 1, "summary": {"would-change": 1},
+                   "hosts": [{"host": ENGINE, "status": "would-change", "changes": ["Orthanc users"], "waived": {},
+                              "reason": ""}]}
+    for renderable, field, expected in ((render.table(audit), "findings",
+                                         "ORTH-002 remote access without authentication"),
+                                        (render.remediation_table(remediation), "would change", "Orthanc users")):
+        narrow = _text(renderable, width=80)
+        assert ENGINE in narrow.splitlines()[2], narrow  # whole, on its own line
+        assert any(expected in line for line in narrow.splitlines()), "every cell whole too"
+        assert max(len(line.rstrip()) for line in narrow.splitlines()) <= 80
+        assert row_of(narrow, ENGINE)[field] == expected
+        wide = _text(renderable, width=240)
+        assert "┃ host" in wide and row_of(wide, ENGINE)[field] == expected, "a table where it fits"
 
 
 def test_remote_is_unknown_when_the_configuration_does_not_parse():
     broken = _instance(**EXPOSED)
     broken["config"]["parse_errors"] = {"/etc/orthanc/orthanc.json": "line 3: Expecting ',' delimiter"}
     broken["config"]["effective"]["RemoteAccessAllowed"] = False  # what defaults alone would say
-    row = next(line for line in _text(render.table(_audit_report(broken))).splitlines() if "pacs-01" in line)
-    cells = [cell.strip() for cell in row.split("│")]
-    header = [cell.strip() for cell in _text(render.table(_audit_report(broken))).splitlines()[2].split("┃")]
-    assert cells[header.index("remote")] == "?" and cells[header.index("auth")] == "?"
+    row = row_of(_text(render.table(_audit_report(broken))), "pacs-01")
+    assert (row["remote"], row["auth"], row["users"]) == ("?", "?", "?")
 
 
 def test_catalogue_lists_every_finding_worst_first_with_how_it_is_fixed_or_why_advised():
