@@ -65,8 +65,9 @@ def cell(found: list, verbose: bool = False) -> str:
 
 
 def summary(found: list) -> str:
-    """One line for a reason column or a log: the blocking findings in words, then the advisory count."""
-    parts = [named(f) for f in blocking(found)]
+    """One line for a reason column or a log: the blocking findings in words, the waived ones, then the advisory
+    count."""
+    parts = [named(f) for f in blocking(found)] + [f"{named(f)} (waived)" for f in waived(found)]
     count = advisory_count(found)
     return ", ".join(parts + ([count] if count else []))
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import docker
 import pytest
 import xmlschema
 
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 from tests.table_cells import row_of
 from tests.integration import hosts_fleet as hosts
 from tests.integration.conftest import fresh_lab
@@ -98,6 +100,15 @@ def test_scheduled_audit_line_names_what_is_wrong(lab):
     assert "lab-pkg-1 orthanc.service: findings: ORTH-002 remote access without authentication" in proc.stdout
 
 
+def test_the_audit_deploy_logs_findings_in_words(lab):
+    proc = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "inventories/lab.py", "--limit", "lab-pkg-1",
+                           "deploys/audit.py"], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**os.environ, **lab["env"]})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "orthanc.service (package, version 1.10.1): findings: ORTH-002 remote access without authentication, " \
+           "ORTH-108 anonymous access answered" in proc.stdout + proc.stderr
+
+
 def test_a_host_that_stopped_answering_is_one_line_without_a_traceback(lab):
     _sshd(lab, 1, "stop")
     try:
@@ -137,3 +148,4 @@ def test_remediate_with_a_lost_and_a_silent_host_prints_no_traceback(lab):
     assert cases[(silent["name"], silent["name"])].find("error") is not None
     engine = next(case for (host, _), case in cases.items() if host.startswith("@dockerengine/"))
     assert list(engine) == [], "the container host was remediated: its case passes"
+
