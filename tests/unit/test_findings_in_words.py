@@ -154,3 +154,13 @@ def test_report_lines_name_what_is_wrong_one_line_each():
     assert words.report_lines(report) == [
         "pacs-01 orthanc.service: findings: ORTH-002 remote access without authentication, 3 advisories",
         "pacs-03: failed: unreachable: SSH error (Error reading SSH protocol banner)"]
+
+
+def test_findings_command_prints_the_catalogue():
+    from tests.conftest import run_cli
+
+    listed = run_cli("findings", "--json", timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == findings.catalogue()
+    table = run_cli("findings", timeout=120)
+    assert table.returncode == 0 and "ORTH-108" in table.stdout and "Advised only" in table.stdout
