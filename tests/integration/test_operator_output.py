@@ -149,3 +149,24 @@ def test_remediate_with_a_lost_and_a_silent_host_prints_no_traceback(lab):
     engine = next(case for (host, _), case in cases.items() if host.startswith("@dockerengine/"))
     assert list(engine) == [], "the container host was remediated: its case passes"
 
+
+
+def test_back_to_normal_the_fleet_converges_and_a_second_run_changes_nothing(lab):
+    """After the failures above: the hosts are remediated; the second run changes and restarts nothing, and its
+    report carries each instance's advisories in words."""
+    first = _run(lab, "remediate", "inventories/lab.py")
+    assert first.returncode == 0, first.stdout[-3000:]
+    starts = [hosts.orthanc_starts(lab, entry) for entry in lab["hosts"]]
+    report_file = lab["work"] / "again.json"
+    again = _run(lab, "remediate", "inventories/lab.py", "--json", str(report_file), "--junit",
+                 str(lab["work"] / "again.xml"))
+    assert again.returncode == 0 and "Traceback" not in again.stdout + again.stderr, again.stdout[-3000:]
+    report = json.loads(report_file.read_text())
+    assert report["summary"]["changed"] == 0 and report["summary"]["compliant"] == len(report["hosts"])
+    assert [hosts.orthanc_starts(lab, entry) for entry in lab["hosts"]] == starts, "no restart"
+    for row in report["hosts"]:
+        (audited,) = row["audit"]
+        advisories = [f for f in audited["findings"] if f["status"] == "fail"]
+        assert advisories and all(f["severity"] not in ("critical", "high") and f["short"] for f in advisories)
+        assert row_of(again.stdout, row["host"])["status"] == f"compliant, {len(advisories)} advisories"
+    assert all(list(case) == [] for case in _validated_cases(lab["work"] / "again.xml").values())
