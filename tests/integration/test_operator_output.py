@@ -109,6 +109,18 @@ def test_the_audit_deploy_logs_findings_in_words(lab):
            "ORTH-108 anonymous access answered" in proc.stdout + proc.stderr
 
 
+
+def test_a_configuration_that_does_not_parse_shows_remote_unknown(lab):
+    broken = lab["hosts"][0]
+    hosts.break_config(lab, broken)
+    try:
+        proc = _run(lab, "audit", "inventories/lab.py", "--limit", broken["name"])
+    finally:
+        hosts.repair_config(lab, broken)
+    row = row_of(proc.stdout, broken["name"])
+    assert (row["remote"], row["auth"], row["users"]) == ("?", "?", "?"), row
+    assert "ORTH-007 configuration does not parse" in row["findings"]
+
 def test_a_host_that_stopped_answering_is_one_line_without_a_traceback(lab):
     _sshd(lab, 1, "stop")
     try:
