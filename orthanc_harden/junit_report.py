@@ -29,7 +29,8 @@ def _finding_lines(found: list) -> str:
 
 
 def _cases(report: dict) -> list[dict]:
-    """(class name, name, outcome, message, text) per case, from either kind of report."""
+    """One dictionary per case (classname, name, outcome, type, message, text, advisories), from an audit report
+    (``instances``) or a remediate report (``hosts``, with each host's audited instances)."""
     cases = []
     for row in report.get("instances", []):  # audit
         case = {"classname": row["host"], "name": row.get("instance") or row["host"], "advisories": []}
