@@ -22,8 +22,9 @@ from tests.integration.conftest import fresh_lab
 
 pytestmark = pytest.mark.lab
 
-LAB = os.environ.get("OH_OUTPUT_TEST_LAB", "words-output")
-PORT_BASE = int(os.environ.get("OH_OUTPUT_TEST_PORT_BASE", "33300"))
+# A test lab of its own (the suite's labs are pytest-*; 11200..11712 is used by no other test); both can be moved.
+LAB = os.environ.get("OH_OUTPUT_TEST_LAB", "pytest-output")
+PORT_BASE = int(os.environ.get("OH_OUTPUT_TEST_PORT_BASE", "11200"))
 XSD = Path(__file__).resolve().parents[1] / "fixtures" / "junit" / "JUnit.xsd"
 CANARY = "Canary-output-71b3-\"<&>'"
 BANNER = "Error reading SSH protocol banner"
