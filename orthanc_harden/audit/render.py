@@ -18,7 +18,8 @@ def _yes_no(value) -> str:
 
 
 def _names_column(grid: Table, header: str, names: list[str]) -> None:
-    """Host and instance names are never cut: at least as wide as the longest one, the other columns fold."""
+    """Host and instance names are never cut: at least as wide as the longest one, the other columns fold (and
+    where even that does not fit, Fitted prints the rows as blocks)."""
     grid.add_column(header, no_wrap=True, min_width=max([len(header)] + [len(n or "") for n in names]))
 
 
