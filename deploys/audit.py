@@ -8,15 +8,16 @@ fleet is compliant, use `orthanc-harden audit INVENTORY`.
 
 from pyinfra import host, logger
 
+from orthanc_harden.audit import words
 from orthanc_harden.audit.run import audit_host
 from orthanc_harden.operations import report
 
 for _row in audit_host(host):
-    _ids = ", ".join(f"{f['id']}{' (waived)' if f['status'] == 'waived' else ''}" for f in _row["findings"])
+    _words = words.summary(_row["findings"])
     if _row["status"] == "failed":
         report.failed(name="orthanc-harden audit", control="audit", message=f"orthanc-harden audit: {_row['reason']}")
     elif _row["status"] == "no-orthanc":
         logger.warning(f"[{host.name}] orthanc-harden audit: {_row['status']}: {_row['reason']}")
     else:
         logger.warning(f"[{host.name}] orthanc-harden audit: {_row['instance']} ({_row['kind']}, "
-                       f"version {_row['version'] or 'unknown'}): {_row['status']}{': ' + _ids if _ids else ''}")
+                       f"version {_row['version'] or 'unknown'}): {_row['status']}{': ' + _words if _words else ''}")

@@ -86,25 +86,33 @@ def _audit(args) -> int:
     finally:
         if progress is not None:
             progress.stop()
-    out.print(render.table(report))
-    _write_json(report, args.json)
-    _tracebacks(report["instances"], args.verbose)
+    out.print(render.table(report, verbose=args.verbose))
+    _write_reports(report, args)
+    _tracebacks(report["instances"], args.debug)
     return report["exit_code"]
 
 
-def _tracebacks(rows: list[dict], verbose: bool) -> None:
-    """Unexpected errors are one line in the table; their tracebacks are in the JSON report, and here with -v."""
+def _tracebacks(rows: list[dict], debug: bool) -> None:
+    """Unexpected errors are one line in the table; their tracebacks are in the JSON report, and here with --debug."""
     for row in rows:
-        if verbose and row.get("traceback"):
+        if debug and row.get("traceback"):
             err.print(f"[{row['host']}] {row['traceback']}", markup=False)
 
 
-def _write_json(report: dict, destination: str | None) -> None:
+def _write_reports(report: dict, args) -> None:
+    _write_json(report, args.json)
+    if args.junit:
+        from .junit_report import to_xml
+
+        _write_json(report, args.junit, text=to_xml(report))
+
+
+def _write_json(report: dict, destination: str | None, text: str | None = None) -> None:
     from .audit import render
 
     if not destination:
         return
-    text = render.to_json(report)
+    text = render.to_json(report) if text is None else text
     if destination == "-":
         sys.stdout.write(text)
         return
@@ -142,9 +150,9 @@ def _remediate(args) -> int:
     finally:
         if progress is not None:
             progress.stop()
-    out.print(remediation_table(report))
-    _write_json(report, args.json)
-    _tracebacks(report["hosts"], args.verbose)
+    out.print(remediation_table(report, verbose=args.verbose))
+    _write_reports(report, args)
+    _tracebacks(report["hosts"], args.debug)
     return report["exit_code"]
 
 
@@ -165,8 +173,22 @@ def _fleet_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--limit", action="append", metavar="PATTERN", help="host name glob or group (repeatable)")
     command.add_argument("--parallel", type=int, default=20, help="hosts worked on at once (default 20)")
     _shard_argument(command)
-    command.add_argument("-v", "--verbose", action="store_true", help="also print the traceback of an unexpected "
-                                                                      "error (always in the JSON report)")
+    command.add_argument("--junit", metavar="FILE", help="also write the report as JUnit XML, one test case per "
+                                                         "host and Orthanc ('-' for stdout)")
+    command.add_argument("-v", "--verbose", action="store_true", help="also list advisories, and print the "
+                                                                      "details of a failure in one line each")
+    command.add_argument("--debug", action="store_true", help="also print tracebacks (always in the JSON report)")
+
+
+def _findings(args) -> int:
+    from .audit.render import catalogue_table
+    from .findings import catalogue
+
+    if args.json:
+        out.print_json(json.dumps(catalogue()))
+    else:
+        out.print(catalogue_table())
+    return 0
 
 
 def _shard_argument(command: argparse.ArgumentParser) -> None:
@@ -190,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     _fleet_arguments(fix)
     fix.add_argument("--dry", action="store_true", help="plan only: show what would change, change nothing")
     fix.set_defaults(handler=_remediate)
+
+    listing = commands.add_parser("findings", help="the findings catalogue: ID, severity, title, how each is fixed "
+                                                   "or why it is only advised")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.set_defaults(handler=_findings)
 
     timed = commands.add_parser("scheduled-run", help="one run for a timer: lock, audit or remediate, JSON report "
                                                      "with retention; exit as the run (75: another run held the lock)")
@@ -236,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     from .shard import ShardError, parse
 
     args = build_parser().parse_args(argv)
+    if words[:1] != ["lab"]:
+        from . import terminal_logs
+
+        terminal_logs.setup(terminal_logs.DEBUG if getattr(args, "debug", False) else
+                            terminal_logs.DETAILS if getattr(args, "verbose", False) else terminal_logs.QUIET)
     try:
         if getattr(args, "shard", None) is not None:
             args.shard = parse(args.shard)

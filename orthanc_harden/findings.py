@@ -7,12 +7,18 @@ findings (the Orthanc Book's checklist) are advisories.
 
 from __future__ import annotations
 
+import re
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from .audit.effective import version_tuple
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 BLOCKING = ("critical", "high")
+# Why medium and lower findings are reported but never enforced: each can be what a working setup needs.
+ADVISED = "Advised only (a working setup may need it): never changed by the tool, never blocking compliance."
+BEGIN, END = "<!-- BEGIN FINDINGS -->", "<!-- END FINDINGS -->"
 
 
 @dataclass(frozen=True)
@@ -21,6 +27,7 @@ class Control:
     severity: str
     title: str
     remediation: str
+    short: str  # the few words a table shows after the ID
     since: str | None = None  # first Orthanc version that has the option
 
 
@@ -33,45 +40,59 @@ class Result:
 
     def as_dict(self) -> dict:
         return {"id": self.control.id, "severity": self.control.severity, "title": self.control.title,
-                "status": self.status, "detail": self.detail, "waiver": self.waiver,
+                "short": self.control.short, "status": self.status, "detail": self.detail, "waiver": self.waiver,
                 "remediation": self.control.remediation}
 
 
 CATALOGUE = {c.id: c for c in [
     Control("ORTH-001", "critical", "Orthanc version below the floor (CVE-2025-0896 below 1.5.8)",
             "Upgrade the orthanc package (and orthanc-* plugins) or the image to the floor or newer; until then "
-            "set AuthenticationEnabled: true with real users (control `upgrade`)."),
+            "set AuthenticationEnabled: true with real users (control `upgrade`).",
+            short="Orthanc too old (CVE-2025-0896)"),
     Control("ORTH-002", "critical", "Remote access allowed with HTTP authentication off",
             "Set \"AuthenticationEnabled\": true explicitly and register users from the secret store "
-            "(control `auth`), or set RemoteAccessAllowed: false."),
+            "(control `auth`), or set RemoteAccessAllowed: false.",
+            short="remote access without authentication"),
     Control("ORTH-003", "high", "Authentication on without real users, or with well-known default credentials",
             "Register users from the secret store in exact mode; Orthanc >= 1.5.8 otherwise creates orthanc/orthanc "
-            "(\"Your setup is INSECURE\")."),
+            "(\"Your setup is INSECURE\").",
+            short="no real users or default credentials"),
     Control("ORTH-004", "high", "A file holding RegisteredUsers is readable or writable beyond the service",
-            "chmod 0640 (or stricter), owner root, group the service's group (Debian: root:orthanc)."),
+            "chmod 0640 (or stricter), owner root, group the service's group (Debian: root:orthanc).",
+            short="credentials file readable by others"),
     Control("ORTH-005", "high", "Orthanc's HTTP or DICOM port is open to every source",
             "Allow only the networks that need Orthanc with the host firewall (control `firewall`); for Docker, "
-            "filter in DOCKER-USER or publish on a specific address."),
+            "filter in DOCKER-USER or publish on a specific address.",
+            short="port open to every source"),
     Control("ORTH-006", "high", "A top-level key is defined in two configuration files (Orthanc refuses to start)",
-            "Keep each top-level key in one file of the configuration directory."),
+            "Keep each top-level key in one file of the configuration directory.",
+            short="key defined in two files"),
     Control("ORTH-007", "high", "A configuration file does not parse (Orthanc fails at its next start)",
-            "Fix the JSON syntax of the named file; a running Orthanc keeps its old configuration until restart."),
+            "Fix the JSON syntax of the named file; a running Orthanc keeps its old configuration until restart.",
+            short="configuration does not parse"),
     Control("ORTH-008", "high", "An Orthanc process runs a binary or configuration that a non-root user controls",
             "Run Orthanc from the package or a root-owned path through a systemd unit; the probe never executes "
-            "or reads such paths, so this instance's version and configuration are unknown."),
+            "or reads such paths, so this instance's version and configuration are unknown.",
+            short="runs files a non-root user controls"),
     Control("ORTH-101", "medium", "HTTPS off while remote access is allowed",
-            "Enable SslEnabled with a certificate, or put Orthanc behind a TLS reverse proxy."),
-    Control("ORTH-102", "low", "WebDAV enabled", "Set WebDavEnabled: false unless WebDAV is used."),
+            "Enable SslEnabled with a certificate, or put Orthanc behind a TLS reverse proxy.",
+            short="HTTPS off"),
+    Control("ORTH-102", "low", "WebDAV enabled", "Set WebDavEnabled: false unless WebDAV is used.",
+            short="WebDAV on"),
     Control("ORTH-103", "medium", "Lua execution through the REST API enabled (/tools/execute-script)",
-            "Set ExecuteLuaEnabled: false.", since="1.5.8"),
+            "Set ExecuteLuaEnabled: false.", short="Lua through REST on", since="1.5.8"),
     Control("ORTH-104", "low", "DICOM AlwaysAllow* accepts any modality",
-            "Set DicomAlwaysAllowEcho/Store/Find/Get/Move to false and declare DicomModalities."),
-    Control("ORTH-105", "low", "DicomCheckCalledAet off", "Set DicomCheckCalledAet: true."),
-    Control("ORTH-106", "info", "HTTP errors are described to clients", "Set HttpDescribeErrors: false."),
+            "Set DicomAlwaysAllowEcho/Store/Find/Get/Move to false and declare DicomModalities.",
+            short="DICOM accepts any modality"),
+    Control("ORTH-105", "low", "DicomCheckCalledAet off", "Set DicomCheckCalledAet: true.",
+            short="called AET not checked"),
+    Control("ORTH-106", "info", "HTTP errors are described to clients", "Set HttpDescribeErrors: false.",
+            short="HTTP errors described"),
     Control("ORTH-107", "medium", "The REST API may write to the file system",
-            "Set RestApiWriteToFileSystemEnabled: false.", since="1.12.0"),
+            "Set RestApiWriteToFileSystemEnabled: false.", short="REST may write files", since="1.12.0"),
     Control("ORTH-108", "critical", "Anonymous GET /system answered 200 from the control node (live exposure)",
-            "Enable authentication (control `auth`) and restrict the port (control `firewall`)."),
+            "Enable authentication (control `auth`) and restrict the port (control `firewall`).",
+            short="anonymous access answered"),
 ]}
 
 
@@ -162,3 +183,40 @@ def summarise(results: list[Result]) -> dict:
         "failed": [r.control.id for r in failed],
         "waived": [r.control.id for r in results if r.status == "waived"],
     }
+
+
+def handling(control: Control) -> str:
+    """How a finding is fixed, or why it is only advised."""
+    return control.remediation if control.severity in BLOCKING else f"{ADVISED} {control.remediation}"
+
+
+def catalogue() -> list[dict]:
+    """The catalogue for people and machines: ID, severity, title, short title, how it is fixed or why advised."""
+    return [{"id": c.id, "severity": c.severity, "blocking": c.severity in BLOCKING, "title": c.title,
+             "short": c.short, "handling": handling(c), **({"since": c.since} if c.since else {})}
+            for c in sorted(CATALOGUE.values(), key=lambda c: (SEVERITIES.index(c.severity), c.id))]
+
+
+def markdown_table() -> str:
+    lines = ["| ID | severity | finding | fixed by, or why only advised |", "| --- | --- | --- | --- |"]
+    for entry in sorted(catalogue(), key=lambda e: e["id"]):
+        cells = [entry["id"], entry["severity"], entry["title"], entry["handling"]]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(path: Path) -> bool:
+    """Rewrite the table between the markers; True when the file changed."""
+    text = path.read_text()
+    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+    new = pattern.sub(lambda _m: f"{BEGIN}\n{markdown_table()}{END}", text)
+    if new != text:
+        path.write_text(new)
+    return new != text
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--update-readme"]:
+        update_readme(Path("README.md"))
+    else:
+        sys.stdout.write(markdown_table())

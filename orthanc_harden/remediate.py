@@ -15,6 +15,7 @@ from typing import Callable
 
 from . import outcomes, restarts, settings
 from .audit import run as audit_run
+from .audit import words
 from .operations.isolation import details, one_line
 from .shard import Shard
 
@@ -169,12 +170,12 @@ def _row(host, failed: bool, pyinfra_lines: _PyinfraLines, dry: bool, plan: list
         return row
     audited = audit_run.audit_host(host, host_state=host_state, docker_user=docker_user)
     row["audit"] = [{"instance": a["instance"], "status": a["status"],
-                     "findings": [f["id"] for f in a["findings"] if f["status"] == "fail"]} for a in audited]
+                     "findings": [{key: f[key] for key in ("id", "severity", "title", "short", "status")}
+                                  for f in a["findings"]]} for a in audited]
     if any(a["status"] == "failed" for a in audited):
         row.update(status="failed", reason=next(a["reason"] for a in audited if a["status"] == "failed"))
     elif open_items or not all(a["compliant"] for a in audited):
-        detail = [f"{a['instance']}: {', '.join(f['id'] for f in a['findings'] if f['status'] == 'fail')}"
-                  for a in audited if not a["compliant"]]
+        detail = [f"{a['instance']}: {words.summary(a['findings'])}" for a in audited if not a["compliant"]]
         row.update(status="not-compliant", reason="; ".join(open_items + detail))
     elif changes:
         row["status"] = "changed"

@@ -33,8 +33,9 @@ def prune(report_dir: Path, mode: str, keep: int, shard=None) -> list[Path]:
 
 def scheduled_run(mode: str, inventory: str, report_dir: Path, keep: int, parallel: int = 20,
                   shard=None) -> tuple[int, str]:
-    """Run audit or remediate (of one shard) under a lock; returns (exit status, one summary line)."""
-    from .audit import render
+    """Run audit or remediate (of one shard) under a lock; returns (exit status, one line: the counts, then each
+    instance or host that is not compliant with its findings in words or its reason)."""
+    from .audit import render, words
 
     report_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with open(report_dir / f".lock{_suffix(shard)}", "w") as lock:
@@ -55,5 +56,7 @@ def scheduled_run(mode: str, inventory: str, report_dir: Path, keep: int, parall
         write_private(path, render.to_json(report))
         prune(report_dir, mode, keep, shard)
     counts = ", ".join(f"{n} {status}" for status, n in report["summary"].items() if n)
-    return report["exit_code"], f"orthanc-harden {mode}: {counts or 'no hosts'}; exit {report['exit_code']}; " \
-                                f"report {path}"
+    line = f"orthanc-harden {mode}: {counts or 'no hosts'}; exit {report['exit_code']}; report {path}"
+    # Then what is wrong, in words, so the journal or cron's mail says it without opening the report; one line
+    # still, so each run is one journal entry.
+    return report["exit_code"], "; ".join([line] + words.report_lines(report))

@@ -100,3 +100,17 @@ def docker_user_closed(instance: dict, closed: set[int]) -> bool:
         return False
     firewall.update(backend="docker-user", ports_open_to_all=still)
     return True
+
+
+def local_probe_url(instance: dict) -> str | None:
+    """Where the control node reaches a container of its own engine (``unix://``): the HTTP port published on the
+    loopback or every address, so ORTH-108 is probed there as for any host; None for a remote engine (its
+    published addresses are the remote host's) or a port published nowhere the control node can use."""
+    if not str(instance.get("docker_url") or "").startswith("unix://"):
+        return None
+    port = instance["config"]["effective"]["HttpPort"]
+    for binding in instance.get("published", []):
+        if binding["port"] == port and binding["host_ip"] in ("127.0.0.1", "0.0.0.0", ""):
+            scheme = "https" if instance["config"]["effective"].get("SslEnabled") else "http"
+            return f"{scheme}://127.0.0.1:{binding['host_port']}"
+    return None

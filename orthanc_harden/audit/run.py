@@ -138,7 +138,7 @@ def audit_host(host, host_state: dict | None = None, docker_user: list | None = 
                 instances.docker_user_closed(inst, closed.get(inst.get("engine_id"), set()))
             urls = host.data.get("orthanc_harden_probe_urls") or {}
             for inst in found:
-                inst["probe_url"] = urls.get(inst["instance"])
+                inst["probe_url"] = urls.get(inst["instance"]) or instances.local_probe_url(inst)
         else:
             host.connect(raise_exceptions=True, show_errors=False)
             state = host_state if host_state is not None else host.get_fact(OrthancHostState)

@@ -118,3 +118,21 @@ def test_ufw_rules_decide_which_ports_are_open():
              "8042/tcp                   ALLOW IN    Anywhere", "4242/tcp                   ALLOW IN    10.0.0.0/8"]
     view = instances.firewall_view({"backend": "ufw", "active": True, "rules": rules}, [8042, 4242])
     assert view["ports_open_to_all"] == [8042]
+
+
+def test_containers_of_a_local_engine_are_probed_on_their_loopback_port():
+    """ORTH-108 for a local engine's containers (#19): the control node reaches their published HTTP port."""
+    from orthanc_harden.audit.instances import local_probe_url
+
+    def container(url, bindings, ssl=False):
+        return {"docker_url": url, "config": {"effective": {"HttpPort": 8042, "SslEnabled": ssl}},
+                "published": [{"port": port, "host_ip": ip, "host_port": host_port}
+                              for port, ip, host_port in bindings]}
+
+    local = "unix:///var/run/docker.sock"
+    assert local_probe_url(container(local, [(4242, "127.0.0.1", 33712), (8042, "127.0.0.1", 33711)])) == \
+        "http://127.0.0.1:33711"
+    assert local_probe_url(container(local, [(8042, "0.0.0.0", 8042)], ssl=True)) == "https://127.0.0.1:8042"
+    assert local_probe_url(container(local, [(8042, "10.1.2.3", 8042)])) is None
+    assert local_probe_url(container(local, [])) is None
+    assert local_probe_url(container("ssh://root@pacs-07", [(8042, "127.0.0.1", 8042)])) is None
