@@ -32,12 +32,26 @@ WantedBy=docker.service
 """ % DOCKER_SCRIPT
 
 
-def _run_bytes(argv, timeout=30):
+def _run_bytes(argv, timeout=30, limit=4 * MAX_CONFIG_BYTES):
+    """(exit status, stdout) of a command whose output is bytes; more than `limit` bytes is not read (a container
+    decides what its configuration directory holds): the status is then 1."""
     try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
-        return proc.returncode, proc.stdout
-    except (OSError, subprocess.TimeoutExpired):
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    except OSError:
         return 127, b""
+    try:
+        data = proc.stdout.read(limit + 1)
+        if len(data) > limit:
+            proc.kill()
+            proc.wait(timeout=timeout)
+            return 1, b""
+        return proc.wait(timeout=timeout), data
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return 127, b""
+    finally:
+        proc.stdout.close()
 
 
 def engine_id():

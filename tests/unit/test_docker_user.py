@@ -104,3 +104,8 @@ def test_engine_without_iptables_is_reported_and_nothing_is_written(fw, monkeypa
     step = fw["docker_plan"](["10.0.0.0/8"], [])
     assert step["changed"] is False and step["script"] is None
     assert "--iptables=false" in step["notes"][0] and "18042" in step["notes"][0]
+
+
+def test_a_container_configuration_directory_is_not_read_past_the_limit(fw):
+    assert fw["_run_bytes"](["sh", "-c", "head -c 5000 /dev/zero"], limit=1000) == (1, b"")
+    assert fw["_run_bytes"](["sh", "-c", "printf abc"], limit=1000) == (0, b"abc")
