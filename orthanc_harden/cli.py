@@ -25,7 +25,8 @@ def _lab_up(args) -> int:
     from .lab import fleet
 
     spec = fleet.LabSpec(lab=args.lab, hosts=args.hosts, containers=args.containers,
-                         port_base=args.port_base, mirror=args.mirror)
+                         port_base=args.port_base, mirror=args.mirror, old_hosts=args.old_hosts,
+                         old_containers=args.old_containers)
     data = fleet.up(spec, _say)
     count = len(data["hosts"]) + len(data["containers"])
     out.print(f"lab {data['lab']!r} is up: {count} Orthanc(s); inventory: inventories/lab.py")
@@ -151,6 +152,10 @@ def _remediate(args) -> int:
         if progress is not None:
             progress.stop()
     out.print(remediation_table(report, verbose=args.verbose))
+    if args.dry:
+        from .planned import render
+
+        out.print(render(report), markup=False, highlight=False)
     _write_reports(report, args)
     _tracebacks(report["hosts"], args.debug)
     return report["exit_code"]
@@ -239,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--containers", type=int, default=1, help="hosts where Orthanc is the container's process")
     up.add_argument("--port-base", type=int, default=24200, help="first of the 127.0.0.1 ports the lab publishes")
     up.add_argument("--mirror", default=DEFAULT_MIRROR, help="Debian mirror for the image build")
+    up.add_argument("--old-hosts", type=int, help="package hosts below 1.5.8, upgraded by remediate "
+                                                  "(default: 1 in the `default` lab, 0 in others)")
+    up.add_argument("--old-containers", type=int, help="Orthanc containers below 1.5.8 (default: 1 in the "
+                                                       "`default` lab, 0 in others)")
     up.set_defaults(handler=_lab_up)
     status = lab_commands.add_parser("status", help="show the lab hosts and whether they answer anonymously")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")

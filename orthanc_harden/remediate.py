@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable
 
-from . import outcomes, restarts, settings
+from . import outcomes, planned, restarts, settings
 from .audit import run as audit_run
 from .audit import words
 from .operations.isolation import details, one_line
@@ -163,6 +163,7 @@ def _row(host, failed: bool, pyinfra_lines: _PyinfraLines, dry: bool, plan: list
                   if o["status"] == "not-compliant" and control != "compliance"]
     if dry:
         row["changes"] = plan
+        row["plan"] = planned.for_host(host.name)
         if plan:
             row.update(status="would-change", reason="; ".join(open_items))
         elif open_items:
@@ -207,6 +208,7 @@ def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int
         return report([], inventory_path, started, dry, chosen)
     outcomes.clear()
     restarts.clear()
+    planned.clear()
     pyinfra_lines = _PyinfraLines()
     pyinfra_logger = logging.getLogger("pyinfra")
     pyinfra_logger.addHandler(pyinfra_lines)

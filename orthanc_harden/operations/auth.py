@@ -7,7 +7,7 @@ import json
 from pyinfra import host
 from pyinfra.api import FunctionCommand, HiddenValue, OperationValueError, QuoteString, StringCommand, operation
 
-from .. import outcomes, restarts
+from .. import outcomes, planned, restarts
 from ..facts.orthanc import OrthancAuthPlan
 from ..masking import SecretStdin
 from ..remote import program
@@ -131,6 +131,8 @@ def authentication(
             return
         host.noop(f"authentication already on with the store's users in {config_path}")
         return
+    for path in plan["files"]:
+        planned.show_diff(host, path, plan.get("diffs", {}).get(path, ""))
     yield StringCommand("python3", "-c", QuoteString(program("auth")), "apply", _stdin=SecretStdin(request))
     # Commands run as they are yielded: reaching this line means the configuration was written.
     outcomes.record(host.name, "auth", "changed", f"authentication on in {config_path} (restart pending)"

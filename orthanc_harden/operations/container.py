@@ -8,7 +8,7 @@ from docker.errors import DockerException
 from pyinfra import host
 from pyinfra.api import FunctionCommand, OperationValueError, operation
 
-from .. import container_replace, engines, outcomes, settings
+from .. import container_plan, container_replace, engines, outcomes, planned, settings
 from ..container_assess import assess
 from .auth import check_users
 from .health import GATE_TIMEOUT
@@ -145,5 +145,9 @@ def orthanc(
         outcomes.record(host.name, control, status, message)
         host.noop(message)
         return
+    settings, diffs = container_plan.describe(client, plan)
+    planned.record(host.name, "containers", container, {"container": container, "settings": settings})
+    for path, diff in diffs.items():
+        planned.show_diff(host, path, diff)
     yield FunctionCommand(_apply, (container, users, users_mode, floor, image, compose, upgrade, publish_address,
                                    probe_url, gate_timeout), {})

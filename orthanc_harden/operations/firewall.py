@@ -10,7 +10,7 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.api import FunctionCommand, OperationValueError, QuoteString, StringCommand, operation
 
-from .. import fresh_ssh, outcomes
+from .. import fresh_ssh, outcomes, planned
 from ..settings import FIREWALL_BACKENDS as BACKENDS
 from ..connector import DockerEngineConnector
 from ..facts.orthanc import OrthancFirewallPlan
@@ -198,4 +198,11 @@ def restrict(
         host.noop("; ".join([f"firewall ({plan.get('backend', 'any')}): rules already as wanted"
                              if present else "firewall: no orthanc-harden rules to remove"] + plan.get("notes", [])))
         return
+    removed = [f"every orthanc-harden rule, table, file and include line of {backend}"
+               for backend in plan.get("removed", [])]
+    planned.record(host.name, "firewall", "rules", {
+        "backend": plan.get("backend") or ", ".join(plan.get("removed", [])), "add": plan.get("add", []),
+        "remove": plan.get("remove", removed), "notes": plan.get("notes", [])})
+    for path, diff in plan.get("diffs", {}).items():
+        planned.show_diff(host, path, diff)
     yield FunctionCommand(_apply, (mode, request, confirm_timeout), {})

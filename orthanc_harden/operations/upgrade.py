@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import shlex
 
-from pyinfra import host
+from pyinfra import host, state
 from pyinfra.api import FunctionCommand, OperationValueError, operation
 
-from .. import outcomes
+from .. import outcomes, planned
 from ..audit.effective import version_tuple
 from ..facts.packages import APT_STAMP, RPM_STAMP, OrthancPackages
 from ..versions import at_least, matches_pin, newer, sort_key
@@ -215,7 +215,10 @@ def package(
         return
 
     age = packages["index_age"]
-    if age is None or age >= cache_time:
+    stale = age is None or age >= cache_time
+    if not state.is_executing:  # pyinfra plans up to the first command: the refresh, when the index is stale
+        _record_plan(packages, floor, version, stale)
+    if stale:
         yield FunctionCommand(verify.run, (refresh_command(manager, lock_timeout), "refreshing the package index",
                                            lock_timeout + 600), {})
         # Commands run as they are yielded: at execution this reads the refreshed index.
@@ -236,6 +239,21 @@ def package(
     yield FunctionCommand(verify.upgraded, (binary, config_dir, targets["orthanc"], floor, probe_url, http_port,
                                             manager, list(services), restart),
                           tls)
+
+
+def _record_plan(packages: dict, floor: str, version: str | None, stale: bool) -> None:
+    """Each package's version from and to, for a dry run, from the index as it is (a dry run refreshes nothing)."""
+    targets, reason = targets_for(packages, floor, version)
+    note = ""
+    if stale:
+        offered = packages["candidates"].get("orthanc") or "nothing"
+        note = f"the package index is refreshed first, which a dry run does not do; it offers {offered} now"
+        targets = {"orthanc": None} if targets is None else targets
+    elif targets is None:
+        targets, note = {"orthanc": None}, reason
+    for name, target in sorted(targets.items()):
+        planned.record(host.name, "packages", name, {"name": name, "from": packages["installed"][name],
+                                                      "to": target, "note": note if name == "orthanc" else ""})
 
 
 def _restart_replaced(units: list[str], restart: bool, probe_url: str | None, http_port: int, tls: dict):

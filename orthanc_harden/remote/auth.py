@@ -97,6 +97,8 @@ def plan(request, loaded=None):
         if dict(parsed[path], **intended[path]) != parse_config(text):
             raise PlanError("internal check failed for %s: the edit changed more than intended" % path)
     summary["files"] = sorted(edits)
+    # Masked here, on the host: a dry run and pyinfra's --diff show the change, never a password.
+    summary["diffs"] = {path: masked_diff(path, texts[path], edits[path]) for path in sorted(edits)}
     if loaded is None:  # on the host: how each file is and will be owned (a container's files are not here)
         summary["meta"] = {path: stat_of(path) for path in edits}
         if users_file in edits:

@@ -142,7 +142,15 @@ def ufw_plan(ports, v4, v6):
                 problems.append("ufw rule 'allow %s/%s' (not ours) opens port %s to every source and ufw keeps "
                                 "one rule per port and source: delete it (ufw delete allow %s/%s) and re-run"
                                 % (rule["port"], rule["proto"], rule["port"], rule["port"], rule["proto"]))
-    return {"changed": changed, "problems": sorted(set(problems)), "rules": desired, "notes": ufw_notes(v6)}
+    families = ("v4", "v6") if ufw_ipv6() else ("v4",)
+    return {"changed": changed, "problems": sorted(set(problems)), "rules": desired, "notes": ufw_notes(v6),
+            "current_rules": [_ufw_text(r) for fam in families for r in current[fam] if r["comment"] == TAG],
+            "wanted_rules": [_ufw_text(r) for fam in families for r in desired[fam]]}
+
+
+def _ufw_text(rule):
+    """A rule as the ufw command that adds it (what a dry run shows)."""
+    return "ufw " + " ".join(_ufw_rule_args(rule)) + " comment " + TAG
 
 
 def _ufw_rule_args(rule):
@@ -212,8 +220,18 @@ def nft_plan(ports, v4, v6):
     wanted = nft_ruleset(ports, v4, v6)
     conf = _read(NFT_CONF) or ""
     live = run(["nft", "list", "table", "inet", NFT_TABLE])[0] == 0
-    changed = _read(NFT_FILE) != wanted or NFT_INCLUDE not in conf.splitlines() or not live
-    return {"changed": changed, "problems": [], "rules": wanted.splitlines()}
+    current = _read(NFT_FILE)
+    changed = current != wanted or NFT_INCLUDE not in conf.splitlines() or not live
+    files = {NFT_FILE: [current, wanted]} if current != wanted else {}
+    if NFT_INCLUDE not in conf.splitlines():
+        files[NFT_CONF] = [conf, conf.rstrip("\n") + "\n\n" + NFT_INCLUDE + "\n"]
+    return {"changed": changed, "problems": [], "rules": wanted.splitlines(), "files": files,
+            "current_rules": _nft_rule_lines(current or "") if live else [],
+            "wanted_rules": _nft_rule_lines(wanted)}
+
+
+def _nft_rule_lines(text):
+    return [line.strip() for line in text.splitlines() if line.strip().startswith(("tcp ", "set "))]
 
 
 def _write(path, text):
@@ -301,9 +319,12 @@ def fw_plan(ports, v4, v6):
     permanent, runtime = _fw_policy(True), _fw_policy(False)
     if _fw_needs_creation(permanent, runtime):
         fw_require_in_sync("creating the orthanc-harden policy")
-        return {"changed": True, "problems": [], "rules": wanted}
+        return {"changed": True, "problems": [], "rules": wanted, "current_rules": (permanent or {}).get("rules", []),
+                "wanted_rules": wanted, "notes": ["policy %s created (priority %s, any zone to the host): one "
+                                                  "firewalld reload" % (FW_POLICY, FW_SETTINGS["priority"])]}
     changed = any(sorted(policy["rules"]) != sorted(wanted) for policy in (permanent, runtime))
-    return {"changed": changed, "problems": [], "rules": wanted}
+    return {"changed": changed, "problems": [], "rules": wanted, "current_rules": permanent["rules"],
+            "wanted_rules": wanted}
 
 
 def _fw_config_view(permanent):
@@ -393,14 +414,18 @@ def _ipt_current(save):
 
 
 def ipt_plan(ports, v4, v6):
-    changed = False
+    changed, current, wanted = False, [], []
     for save, cidrs in (("iptables-save", v4), ("ip6tables-save", v6)):
         if not shutil.which(save):
             continue
         ours, jump_first = _ipt_current(save)
+        tool = save[:-len("-save")]
+        current += ["%s %s" % (tool, rule) for rule in ours + ([JUMP] if jump_first else [])]
+        wanted += ["%s %s" % (tool, rule) for rule in ipt_rules(ports, cidrs) + [JUMP]]
         if ours != ipt_rules(ports, cidrs) or not jump_first:
             changed = True
-    return {"changed": changed, "problems": [], "rules": ipt_rules(ports, v4) + ipt_rules(ports, v6)}
+    return {"changed": changed, "problems": [], "rules": ipt_rules(ports, v4) + ipt_rules(ports, v6),
+            "current_rules": current, "wanted_rules": wanted}
 
 
 def ipt_apply(ports, v4, v6):
@@ -618,7 +643,29 @@ def input_plan(request, ports, v4, v6):
         ports, v4, v6)
     result.update(input_changed=step["changed"] or result["enable"], problems=step["problems"], rules=step["rules"])
     result["notes"] += step.get("notes", [])
+    if result["changed"]:
+        result.update(planned_changes(backend, step, result["enable"], request.get("ssh_port")))
     return result
+
+
+def planned_changes(backend, step, enable, ssh_port):
+    """What a change would add and remove, as the commands or rule lines a sysadmin reads (dry runs)."""
+    current, wanted = step.get("current_rules", []), step.get("wanted_rules", [])
+    add = [rule for rule in wanted if rule not in current]
+    remove = [rule for rule in current if rule not in wanted]
+    if backend == "ufw" and enable:
+        add += ["ufw allow proto tcp to any port %d comment %s" % (port, SSH_TAG) for port in ssh_ports(ssh_port)]
+        add.append("ufw --force enable")
+    if not add and not remove:
+        add = ["(the same rules, moved to lead the %s list)" % backend]
+    diffs = {path: text_diff(path, old, new) for path, (old, new) in sorted(step.get("files", {}).items())}
+    return {"add": add, "remove": remove, "diffs": diffs}
+
+
+def text_diff(path, old, new):
+    return "".join(difflib.unified_diff((old or "").splitlines(True), new.splitlines(True),
+                                        fromfile=path if old is not None else "/dev/null",
+                                        tofile="%s (planned)" % path))
 
 
 def _change(backend, result, ports, v4, v6, keep_open):

@@ -4,6 +4,7 @@ This file is sent to hosts as the head of every remote program (see ``program()`
 free of third-party imports and of anything that prints.
 """
 
+import difflib
 import glob
 import grp
 import hashlib
@@ -373,3 +374,62 @@ def set_key(text, key, value):
         # Keep trailing comments on the line of the member they belong to.
         return text[:value_end] + "," + rest + "\n" + member + text[eol:]
     return text[:value_end] + ",\n" + member + text[value_end:]
+
+
+# --- What a change would do, shown without secrets (dry runs, pyinfra's --diff). ---------------------------------
+
+SHOWN_MASK = "*MASKED*"
+
+
+def masked_text(text):
+    """The text with every string value masked but the top-level REPORTED_KEYS: RegisteredUsers holds plain
+    passwords (its comments may too: a user commented out), and other sections (OrthancPeers, HttpProxy, plugins)
+    may hold more. Keys, numbers, booleans, layout and other comments stay, so a diff of two masked texts still
+    shows what changes."""
+    out, i, n, stack, top_key = [], 0, len(text), [], None
+    while i < n:
+        j = _skip_blank(text, i)
+        blank = text[i:j]
+        if len(stack) > 1 and top_key == "RegisteredUsers":  # a commented-out user is a password too
+            blank = re.sub(r"//[^\n]*", "// " + SHOWN_MASK, re.sub(r"/\*.*?\*/", "/* %s */" % SHOWN_MASK, blank,
+                                                                   flags=re.S))
+        out.append(blank)
+        i = j
+        if i >= n:
+            break
+        c = text[i]
+        if c == '"':
+            end = _skip_string(text, i)
+            after = _skip_blank(text, end)
+            if stack[-1:] == ["{"] and after < n and text[after] == ":":
+                if len(stack) == 1:
+                    top_key = json.loads(text[i:end])
+                out.append(text[i:end])
+            elif len(stack) == 1 and top_key in REPORTED_KEYS:
+                out.append(text[i:end])
+            else:
+                out.append('"%s"' % SHOWN_MASK)
+            i = end
+            continue
+        if c in "{[":
+            stack.append(c)
+        elif c in "}]" and stack:
+            stack.pop()
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def masked_diff(path, old, new):
+    """A unified diff of `path` from `old` to `new` (None: the file does not exist yet), secrets masked."""
+    try:
+        before = masked_text(old) if old is not None else ""
+        after = masked_text(new)
+    except ValueError:
+        return "--- %s\n+++ %s (planned)\n(the file does not parse: its lines are not shown)\n" % (path, path)
+    lines = list(difflib.unified_diff(before.splitlines(True), after.splitlines(True),
+                                      fromfile=path if old is not None else "/dev/null",
+                                      tofile="%s (planned)" % path))
+    if not lines:
+        return "--- %s\n+++ %s (planned)\n(only masked values change)\n" % (path, path)
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
