@@ -103,10 +103,14 @@ def _digest(base_id: str, dockerfile: str, files: dict[str, str]) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
 
 
-def build_all(client: docker.DockerClient, say: Callable[[str], None]) -> dict[str, str]:
-    """Build what is missing or stale; returns {"jodogne-old": local tag, ..., "team-broken": local tag}."""
+def build_all(client: docker.DockerClient, say: Callable[[str], None],
+              only: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Build what is missing or stale; returns {"jodogne-old": local tag, ..., "team-broken": local tag}
+    (`only`: these keys, whose bases come before them in RECIPES)."""
     tags = {"app": image.ensure_images(client, say)["app"]}
     for key, recipe in RECIPES.items():
+        if only is not None and key not in only:
+            continue
         tag = f"{recipe.repository}:{recipe.tag}"
         base = client.images.get(tags[recipe.base])
         current = _get(client, tag)

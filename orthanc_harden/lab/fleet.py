@@ -21,10 +21,11 @@ import requests
 from docker.errors import APIError, NotFound
 from docker.models.containers import Container
 
-from . import DEFAULT_MIRROR, engine, image, keys, seed, state
+from . import DEFAULT_MIRROR, engine, image, keys, old_members, seed, state
 from .errors import LabError
 
 READY_TIMEOUT = 180.0
+OLD_LABEL = "orthanc-harden.lab-old"
 CONTAINER_CONFIG = """\
 {{
   // orthanc-harden lab: an Orthanc container left in the CVE-2025-0896 state on purpose
@@ -46,10 +47,21 @@ class LabSpec:
     containers: int = 1
     port_base: int = 24200
     mirror: str = DEFAULT_MIRROR
+    # Members below 1.5.8 (the last ones of each kind); None: one of each in the `default` lab, which the demo
+    # uses, and none in other labs, whose tests start from Debian's 1.10.1.
+    old_hosts: int | None = None
+    old_containers: int | None = None
+
+    def __post_init__(self):
+        demo = 1 if self.lab == state.DEFAULT_LAB else 0
+        self.old_hosts = min(demo, self.hosts) if self.old_hosts is None else self.old_hosts
+        self.old_containers = min(demo, self.containers) if self.old_containers is None else self.old_containers
 
     def validate(self) -> None:
         if not (1 <= self.hosts <= 40 and 0 <= self.containers <= 9):
             raise LabError("--hosts must be 1..40 and --containers 0..9")
+        if not (0 <= self.old_hosts <= self.hosts and 0 <= self.old_containers <= self.containers):
+            raise LabError("--old-hosts and --old-containers cannot exceed --hosts and --containers")
         # Below Linux's ephemeral range (32768+): outgoing connections there could hold a lab port at random.
         # The bound is this lab's own highest port, so a small lab may start close below the range.
         highest = max((port for m in members(self) for port in m.ports.values()), default=self.port_base)
@@ -67,6 +79,7 @@ class Member:
     slot: int
     port_base: int
     lab: str
+    old: bool = False  # below 1.5.8: the stand-in package, or the 1.5.7 image
 
     @property
     def container(self) -> str:
@@ -82,16 +95,25 @@ class Member:
 
 
 def members(spec: LabSpec) -> list[Member]:
-    out = [Member(f"lab-pkg-{i}", "package", i, spec.port_base, spec.lab) for i in range(1, spec.hosts + 1)]
-    out += [Member(f"lab-docker-{i}", "container", 50 + i, spec.port_base, spec.lab)
+    out = [Member(f"lab-pkg-{i}", "package", i, spec.port_base, spec.lab, i > spec.hosts - spec.old_hosts)
+           for i in range(1, spec.hosts + 1)]
+    out += [Member(f"lab-docker-{i}", "container", 50 + i, spec.port_base, spec.lab,
+                   i > spec.containers - spec.old_containers)
             for i in range(1, spec.containers + 1)]
     return out
+
+
+def mirror_port(spec: LabSpec) -> int:
+    """A lab port nothing listens on (hosts start at base+10): the old and fixed images' mirror name."""
+    return spec.port_base + 9
 
 
 def _labels(spec: LabSpec, member: Member | None = None) -> dict[str, str]:
     labels = {state.LABEL: spec.lab}
     if member:
         labels["orthanc-harden.lab-host"] = member.name
+        if member.old:
+            labels[OLD_LABEL] = "1"
     return labels
 
 
@@ -233,6 +255,9 @@ def up(spec: LabSpec, say: Callable[[str], None]) -> dict:
     with state.locked(directory):
         client = engine.ensure_engine(say)
         images = image.ensure_images(client, say, spec.mirror)
+        if spec.old_containers:
+            mirrored = old_members.mirror_images(client, mirror_port(spec), say)
+            images.update({"container-old": mirrored["old"], "container-fixed": mirrored["fixed"]})
         key_path, client_pub = keys.ensure_client_key(directory)
         previous = state.load(directory) or {}
         seeded = {entry["container_id"]: entry.get("seeded_instances", [])
@@ -256,8 +281,9 @@ def up(spec: LabSpec, say: Callable[[str], None]) -> dict:
                     if member.kind == "package":
                         container = _create_package_host(client, spec, member, images["host"], network, client_pub)
                     else:
-                        container = _create_container_host(client, spec, member, images["app"], network, directory,
-                                                           created)
+                        container = _create_container_host(
+                            client, spec, member, images["container-old" if member.old else "app"], network,
+                            directory, created)
                     created.append(container)
                     fresh.append(member)
                 if container.status != "running":
@@ -267,6 +293,9 @@ def up(spec: LabSpec, say: Callable[[str], None]) -> dict:
                         raise LabError(f"starting {member.name} failed: {err.explanation or err}") from None
                 found[member.name] = container
             _wait_ready(client, wanted)
+            for member in fresh:
+                if member.old and member.kind == "package":  # before seeding: the DICOM data is the new one's too
+                    old_members.plant_package(found[member.name], say)
         except BaseException:
             _cleanup(created)
             raise
@@ -280,7 +309,7 @@ def up(spec: LabSpec, say: Callable[[str], None]) -> dict:
             entry = {"name": member.name, "kind": member.kind, "container": member.container,
                      "container_id": container.id, "ip": net.get("IPAddress"),
                      "http_port": member.ports["http"], "dicom_port": member.ports["dicom"],
-                     "seeded_instances": ids}
+                     "seeded_instances": ids, "old": container.labels.get(OLD_LABEL) == "1"}
             if member.kind == "package":
                 entry["ssh_port"] = member.ports["ssh"]
                 known.append(("127.0.0.1", member.ports["ssh"], container.labels["orthanc-harden.lab-host-key"]))

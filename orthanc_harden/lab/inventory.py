@@ -46,6 +46,9 @@ def groups(lab: str = state.DEFAULT_LAB) -> dict[str, list]:
             **users,  # the firewall is the host's: an engine-only host has none to set
             "orthanc_harden_docker_url": data["docker_host"],
             "orthanc_harden_docker_filters": {"label": f"{state.LABEL}={lab}"},
+            # The lab's old container is upgraded to the fixed image the lab tagged (see lab.old_members).
+            "orthanc_harden_docker_images": ({"jodogne": data["images"]["container-fixed"]}
+                                             if data["images"].get("container-fixed") else {}),
             "orthanc_harden_probe_urls": {c["container"]: f"http://127.0.0.1:{c['http_port']}"
                                           for c in data["containers"]},
         }))
