@@ -9,8 +9,26 @@ on the host, or the same function on the control node for a container's files), 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 PLANS: dict[str, dict[str, dict[str, dict]]] = {}
 KINDS = ("files", "firewall", "packages", "containers")
+_DRY = [False]
+
+
+def dry() -> bool:
+    """A dry run is planning (``remediate --dry``): operations may then read what only the plan needs (what the
+    repositories offer now), which a real run learns by doing it."""
+    return _DRY[0]
+
+
+@contextmanager
+def dry_run(on: bool = True):
+    previous, _DRY[0] = _DRY[0], on
+    try:
+        yield
+    finally:
+        _DRY[0] = previous
 
 
 def record(host_name: str, kind: str, key: str, entry: dict) -> None:
@@ -54,7 +72,7 @@ def render(report: dict) -> str:
 def _lines(plan: dict[str, list[dict]]) -> list[str]:
     out = []
     for entry in plan.get("packages", []):
-        to = entry["to"] or "the newest version offered after the index refresh"
+        to = entry["to"] or "nothing (no version reaches the floor)"
         out.append(f"package {entry['name']}: {entry['from']} -> {to}" + (f" ({entry['note']})" if entry.get("note")
                                                                           else ""))
     for entry in plan.get("containers", []):

@@ -230,7 +230,8 @@ def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int
         plans = {}
         for host in (h for h in connected if h not in failed and dry):
             try:
-                plans[host] = _plan(state, host)
+                with planned.dry_run():  # pyinfra runs an operation's body when asked whether it will change
+                    plans[host] = _plan(state, host)
             except Exception as err:  # noqa: BLE001 - this host fails alone
                 outcomes.record(host.name, "plan", "failed", one_line(err), traceback=details(err))
                 failed.add(host)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra.api import FactBase
 
 from ..versions import sort_key
@@ -112,3 +114,39 @@ def parse(lines: list[str]) -> dict:
     if index_mtime is not None and now is not None:
         facts["index_age"] = max(0, now - index_mtime)
     return facts
+
+
+# A dry run's view of what the refresh would offer: the index fetched into a temporary directory (no lock, no
+# cache file, nothing under /etc or /var/lib/apt changes), then removed.
+_OFFERED = r"""
+d=$(mktemp -d) || exit 1
+trap 'rm -rf "$d"' EXIT
+mkdir -p "$d/lists/partial"
+o="-o Dir::State::Lists=$d/lists -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o APT::Update::Error-Mode=any"
+if ! apt-get update -qq $o >/dev/null 2>"$d/err"; then echo "error $(grep -v '^W:' "$d/err" | tail -n 1)"; exit 0; fi
+apt-cache $o policy @NAMES@ 2>/dev/null \
+  | awk '/^[^ ]/{p=$1; sub(/:$/, "", p)} /^  Candidate:/{print "candidate", p, $2}'
+apt-cache $o madison orthanc 2>/dev/null | awk -F'|' '$3 ~ /Packages/{gsub(/ /, "", $2); print "available orthanc", $2}'
+"""
+
+
+class OrthancPackagesOffered(FactBase):
+    """
+    apt only: the candidates and versions of ``names`` that the host's repositories offer now, read from an index
+    fetched into a temporary directory, so that the host's own index, caches and locks stay as they are (what a dry
+    run shows in place of a refresh). ``{"candidates": {...}, "available": {...}}`` or ``{"error": ...}``.
+
+    .. code:: python
+
+        offered = host.get_fact(OrthancPackagesOffered, names=["orthanc"])
+    """
+
+    def command(self, names: tuple[str, ...] | list[str]) -> str:
+        return _OFFERED.replace("@NAMES@", " ".join(shlex.quote(name) for name in names))
+
+    def process(self, output: list[str]) -> dict:
+        errors = [line.partition(" ")[2].strip() for line in output if line.startswith("error")]
+        if errors:
+            return {"error": errors[0] or "apt-get update failed"}
+        found = parse(["manager apt"] + output)
+        return {"candidates": found["candidates"], "available": found["available"]}

@@ -9,7 +9,7 @@ from pyinfra.api import FunctionCommand, OperationValueError, operation
 
 from .. import outcomes, planned
 from ..audit.effective import version_tuple
-from ..facts.packages import APT_STAMP, RPM_STAMP, OrthancPackages
+from ..facts.packages import APT_STAMP, RPM_STAMP, OrthancPackages, OrthancPackagesOffered
 from ..versions import at_least, matches_pin, newer, sort_key
 from . import verify
 from .isolation import host_step
@@ -243,14 +243,19 @@ def package(
 
 def _record_plan(packages: dict, floor: str, version: str | None, stale: bool) -> None:
     """Each package's version from and to, for a dry run, from the index as it is (a dry run refreshes nothing)."""
-    targets, reason = targets_for(packages, floor, version)
     note = ""
-    if stale:
-        offered = packages["candidates"].get("orthanc") or "nothing"
-        note = f"the package index is refreshed first, which a dry run does not do; it offers {offered} now"
-        targets = {"orthanc": None} if targets is None else targets
-    elif targets is None:
-        targets, note = {"orthanc": None}, reason
+    if stale and planned.dry() and packages["manager"] == "apt":
+        offered = host.get_fact(OrthancPackagesOffered, names=sorted(packages["installed"]))
+        if "error" in offered:
+            note = f"what the repositories offer could not be read: {offered['error']}"
+        else:
+            packages = {**packages, **offered}
+            note = "as the repositories offer now; the host's package index is refreshed first"
+    elif stale:
+        note = f"the package index is refreshed first; it offers {packages['candidates'].get('orthanc')} now"
+    targets, reason = targets_for(packages, floor, version)
+    if targets is None:
+        targets, note = {"orthanc": None}, "; ".join(filter(None, [reason, note]))
     for name, target in sorted(targets.items()):
         planned.record(host.name, "packages", name, {"name": name, "from": packages["installed"][name],
                                                       "to": target, "note": note if name == "orthanc" else ""})
