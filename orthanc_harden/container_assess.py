@@ -302,5 +302,7 @@ def digest_matches(client, reference: str) -> tuple[bool, str | None]:
     try:
         remote = client.api.inspect_distribution(reference)["Descriptor"]["digest"]
     except (APIError, KeyError) as err:
-        return True, f"registry not asked ({str(err).splitlines()[0][:120]}): using the local {reference}"
+        # The engine's own words ("dial tcp ...: connection refused"), not the SDK's wrapper around them.
+        reason = (getattr(err, "explanation", None) or str(err)).splitlines()[0][:160]
+        return True, f"registry not asked ({reason}): using the local {reference}"
     return any(d.endswith("@" + remote) for d in local.attrs.get("RepoDigests") or []), None
