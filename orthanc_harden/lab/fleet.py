@@ -262,6 +262,9 @@ def up(spec: LabSpec, say: Callable[[str], None]) -> dict:
         previous = state.load(directory) or {}
         seeded = {entry["container_id"]: entry.get("seeded_instances", [])
                   for entry in previous.get("hosts", []) + previous.get("containers", [])}
+        # A member orthanc-harden recreated (an upgraded container) has a new id and the same data.
+        seeded_by_name = {entry["name"]: entry.get("seeded_instances", [])
+                          for entry in previous.get("hosts", []) + previous.get("containers", [])}
         created: list = []
         try:
             network = _ensure_network(client, spec, created)
@@ -305,7 +308,8 @@ def up(spec: LabSpec, say: Callable[[str], None]) -> dict:
             container = found[member.name]
             container.reload()
             net = container.attrs["NetworkSettings"]["Networks"].get(network, {})
-            ids = seeded.get(container.id) or seed.seed(f"http://127.0.0.1:{member.ports['http']}", member.name)
+            ids = (seeded.get(container.id) or (seeded_by_name.get(member.name) if member not in fresh else None)
+                   or seed.seed(f"http://127.0.0.1:{member.ports['http']}", member.name))
             entry = {"name": member.name, "kind": member.kind, "container": member.container,
                      "container_id": container.id, "ip": net.get("IPAddress"),
                      "http_port": member.ports["http"], "dicom_port": member.ports["dicom"],
