@@ -145,7 +145,10 @@ def orthanc(
         outcomes.record(host.name, control, status, message)
         host.noop(message)
         return
-    settings, diffs = container_plan.describe(client, plan)
+    try:
+        settings, diffs = container_plan.describe(client, plan)
+    except DockerException as err:  # what a dry run shows is not worth failing the change for
+        settings, diffs = {"plan": {"from": "?", "to": f"not described: {str(err).splitlines()[0][:120]}"}}, {}
     planned.record(host.name, "containers", container, {"container": container, "settings": settings})
     for path, diff in diffs.items():
         planned.show_diff(host, path, diff)

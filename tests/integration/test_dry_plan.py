@@ -27,7 +27,7 @@ PORT_BASE = int(os.environ.get("OH_DRY_TEST_PORT_BASE", "28200"))
 ENGINE = f"@dockerengine/{LAB}-engine"
 CANARY = "Canary-dry-4e9a-\"x'"
 ETC_DIGEST = "find /etc -type f | sort | xargs -d '\\n' sha256sum | sha256sum"
-STATE = ("dpkg-query -W -f '${Version}' orthanc; echo; ls -la --time-style=+%s /var/lib/apt/lists; "
+STATE = ("dpkg-query -W -f '${Version}' orthanc; echo; ls -la --time-style=+%s /var/lib/apt/lists /var/cache/apt; "
          "systemctl show -p MainPID --value orthanc; ufw status | head -1")
 
 
