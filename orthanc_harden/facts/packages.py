@@ -12,8 +12,10 @@ from ..versions import sort_key
 APT_STAMP = "/var/lib/apt/periodic/update-success-stamp"
 RPM_STAMP = "/var/lib/orthanc-harden/package-index-stamp"
 
-# Read-only: every query uses the cached index (dnf -C, zypper --no-refresh), so gathering the fact never refreshes.
+# Read-only: every query uses the cached index (dnf -C, zypper --no-refresh), so gathering the fact never refreshes;
+# apt-cache builds its binary cache in memory rather than writing /var/cache/apt/*.bin (a dry run changes nothing).
 _SCRIPT = r"""
+nocache="-o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache="
 installed_names() { awk '$1=="installed"{print $2}' "$1"; }
 out=$(mktemp) || exit 1
 trap 'rm -f "$out"' EXIT
@@ -21,12 +23,12 @@ if command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; 
   echo "manager apt" >>"$out"
   dpkg-query -W -f '${db:Status-Abbrev} ${Package} ${Version}\n' orthanc 'orthanc-*' 2>/dev/null \
     | awk 'substr($1, 2, 1)=="i"{print "installed", $2, $3}' >>"$out"
-  apt-mark showhold 2>/dev/null | awk '/^orthanc/{print "held", $1}' >>"$out"
+  apt-mark $nocache showhold 2>/dev/null | awk '/^orthanc/{print "held", $1}' >>"$out"
   names=$(installed_names "$out")
   if [ -n "$names" ]; then
-    apt-cache policy $names 2>/dev/null \
+    apt-cache $nocache policy $names 2>/dev/null \
       | awk '/^[^ ]/{p=$1; sub(/:$/, "", p)} /^  Candidate:/{print "candidate", p, $2}' >>"$out"
-    apt-cache madison orthanc 2>/dev/null \
+    apt-cache $nocache madison orthanc 2>/dev/null \
       | awk -F'|' '$3 ~ /Packages/{gsub(/ /, "", $2); print "available orthanc", $2}' >>"$out"
   fi
   stamp=@APT_STAMP@

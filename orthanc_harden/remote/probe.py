@@ -76,7 +76,8 @@ def package_info():
                     info["version"] = parts[1]
                 else:
                     info["plugins"][parts[0]] = parts[1]
-        code, out, _ = run(["apt-mark", "showhold"])
+        # Read-only: apt would otherwise write its binary cache (/var/cache/apt/*.bin) on the way.
+        code, out, _ = run(["apt-mark", "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=", "showhold"])
         info["held"] = sorted(p for p in out.split() if p.startswith("orthanc"))
     elif shutil.which("rpm"):
         info["manager"] = "rpm"
