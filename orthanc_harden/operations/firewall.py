@@ -200,8 +200,10 @@ def restrict(
         return
     removed = [f"every orthanc-harden rule, table, file and include line of {backend}"
                for backend in plan.get("removed", [])]
+    backends = [b for b in [plan.get("backend")] if b and b != "none"] + plan.get("removed", []) + (
+        ["DOCKER-USER"] if plan.get("docker", {}).get("changed") else [])
     planned.record(host.name, "firewall", "rules", {
-        "backend": plan.get("backend") or ", ".join(plan.get("removed", [])), "add": plan.get("add", []),
+        "backend": ", ".join(backends) or "none", "add": plan.get("add", []),
         "remove": plan.get("remove", removed), "notes": plan.get("notes", [])})
     for path, diff in plan.get("diffs", {}).items():
         planned.show_diff(host, path, diff)

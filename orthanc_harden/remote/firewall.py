@@ -504,8 +504,15 @@ def docker_plan(v4, v6):
             changed = True
     elif script:
         notes.append("DOCKER-USER rules are not persistent: no systemd here to re-apply them after Docker starts")
+    files = {}  # what a dry run shows as diffs
+    for path, text in [(DOCKER_SCRIPT, script)] + ([(DOCKER_UNIT, DOCKER_UNIT_TEXT)] if script and _systemd() else []):
+        if text and _read(path) != text:
+            files[path] = [_read(path), text]
     return {"changed": changed, "script": script, "bindings": bindings,
-            "rules": [rule for tool in sorted(wanted) for rule in [tool + ":"] + wanted[tool]], "notes": notes}
+            "rules": [rule for tool in sorted(wanted) for rule in [tool + ":"] + wanted[tool]], "notes": notes,
+            "current_rules": ["%s %s" % (tool, rule) for tool in sorted(live) for rule in live[tool]["rules"]],
+            "wanted_rules": ["%s %s" % (tool, rule) for tool in sorted(wanted) for rule in wanted[tool]],
+            "files": files}
 
 
 def docker_drop():
@@ -609,6 +616,11 @@ def plan(request):
         docker = docker_plan(v4, v6)
         result["docker"] = {k: docker[k] for k in ("changed", "bindings", "rules")}
         result["notes"] += docker["notes"]
+        if docker["changed"]:  # what a dry run shows, after the INPUT part's
+            extra = planned_changes("DOCKER-USER", docker, False, None)
+            result["add"] = result.get("add", []) + extra["add"]
+            result["remove"] = result.get("remove", []) + extra["remove"]
+            result["diffs"] = dict(result.get("diffs", {}), **extra["diffs"])
     elif shutil.which("iptables-save") and ":DOCKER-USER" in run(["iptables-save", "-t", "filter"])[1]:
         result["notes"].append("Docker runs here: ports it publishes bypass the INPUT chain, so these rules do not "
                                "filter them; orthanc_harden_firewall_docker filters Orthanc's in DOCKER-USER")
@@ -643,7 +655,7 @@ def input_plan(request, ports, v4, v6):
         ports, v4, v6)
     result.update(input_changed=step["changed"] or result["enable"], problems=step["problems"], rules=step["rules"])
     result["notes"] += step.get("notes", [])
-    if result["changed"]:
+    if result["input_changed"]:
         result.update(planned_changes(backend, step, result["enable"], request.get("ssh_port")))
     return result
 

@@ -119,3 +119,20 @@ def test_the_default_lab_has_one_host_and_one_container_below_the_floor():
     assert fleet.LabSpec(lab="x", hosts=2, containers=0, old_hosts=2).old_hosts == 2
     with pytest.raises(fleet.LabError):
         fleet.LabSpec(lab="x", hosts=1, old_hosts=2).validate()
+
+
+def test_docker_user_rules_and_files_are_in_the_plan(monkeypatch):
+    fw = load("firewall")
+    monkeypatch.setitem(fw, "docker_engine", lambda: {"id": "E", "containers": []})
+    monkeypatch.setitem(fw, "published_orthanc_ports", lambda engine: [
+        {"container": "pacs", "port": 8042, "host_ip": "0.0.0.0", "host_port": 18042}])
+    monkeypatch.setitem(fw, "docker_user_live", lambda: {"iptables": {"rules": ["-A OLD"], "jump_first": True,
+                                                                       "jumps": 1, "chain": True}})
+    monkeypatch.setitem(fw, "_read", lambda path: None)
+    monkeypatch.setitem(fw, "_systemd", lambda: True)
+    monkeypatch.setitem(fw, "input_plan", lambda request, ports, v4, v6: {"input_changed": False})
+    result = fw["plan"]({"ports": [], "cidrs": ["10.0.0.0/8"], "docker": True, "allow_empty": False})
+    assert result["changed"] and result["remove"] == ["iptables -A OLD"]
+    assert result["add"] and all(rule.startswith("iptables -A ") for rule in result["add"])
+    assert set(result["diffs"]) == {fw["DOCKER_SCRIPT"], fw["DOCKER_UNIT"]}
+    assert result["diffs"][fw["DOCKER_SCRIPT"]].startswith("--- /dev/null\n")
