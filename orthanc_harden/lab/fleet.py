@@ -366,6 +366,13 @@ def down(lab: str = state.DEFAULT_LAB, say: Callable[[str], None] = print) -> di
             network.remove()
             removed["networks"] += 1
         had_state = state.state_file(directory).exists()
+        for key in ("container-old", "container-fixed"):  # the mirror names this lab gave the cached images
+            reference = ((state.load(directory) or {}).get("images") or {}).get(key)
+            if reference:
+                try:
+                    client.images.remove(reference, noprune=True)  # an untag: the cached image stays
+                except APIError:
+                    pass
         for path in sorted(directory.rglob("*"), reverse=True):
             if path.name == ".lock":
                 continue
