@@ -136,8 +136,21 @@ def test_dry_shows_the_masked_plan_changes_nothing_and_the_real_run_does_exactly
     original = after["files"]["orthanc.json.orthanc-harden-original"]
     assert masked_diff(entry["path"], original, after["files"]["orthanc.json"]) == entry["diff"]
     assert plan["packages"][0]["to"] in after["state"]
-    rules = output_of(fleet, 0, "ufw status | head -1; grep -c 'comment=' /etc/ufw/user.rules")
-    assert "Status: active" in rules
+    assert "Status: active" in output_of(fleet, 0, "ufw status")
+    # The ufw rules the host now holds are the ones the plan listed, each as the command that adds it.
+    firewall = load("firewall")
+    rules_file = fleet["work"] / "user.rules"
+    held = []
+    for path in ("/etc/ufw/user.rules", "/etc/ufw/user6.rules"):
+        rules_file.write_text(output_of(fleet, 0, f"cat {path}"))
+        held += [firewall["_ufw_text"](rule).replace(f" comment {firewall['TAG']}", f" comment {rule['comment']}")
+                 for rule in firewall["_ufw_tuples"](str(rules_file)) if rule["comment"].startswith("orthanc-harden")]
+    listed = [rule for rule in plan["firewall"][0]["add"] if rule.endswith(" orthanc-harden")]
+    # `ufw allow ... to any port 22` is stored once per family, from anywhere.
+    ssh = [rule.split()[7] for rule in plan["firewall"][0]["add"] if rule.endswith(" orthanc-harden-ssh")]
+    listed += [f"ufw allow proto tcp from {anywhere} to any port {port} comment orthanc-harden-ssh"
+               for port in ssh for anywhere in ("0.0.0.0/0", "::/0")]
+    assert sorted(held) == sorted(listed), held
     attrs = docker.from_env().api.inspect_container(engine["container"])
     assert attrs["Config"]["Image"] == container_plan["image"]["to"]
     # The seeded DICOM data is still there, on the upgraded package host and container.
@@ -147,4 +160,9 @@ def test_dry_shows_the_masked_plan_changes_nothing_and_the_real_run_does_exactly
     code, out, rows = _remediate(fleet, "--dry")
     assert code == 0 and all(row["status"] == "compliant" and not row["plan"] for row in rows.values()), out
     assert "what would change" not in out
+    # A second real run changes and restarts nothing.
+    started = _snapshot(fleet)
+    code, out, rows = _remediate(fleet)
+    assert code == 0 and all(row["status"] == "compliant" and not row["changes"] for row in rows.values()), out
+    assert _snapshot(fleet) == started, "the second run changed or restarted something"
 
