@@ -23,7 +23,7 @@ from tests.integration.conftest import output_of
 pytestmark = pytest.mark.lab
 
 LAB = os.environ.get("OH_DRY_TEST_LAB", "pytest-dry")
-PORT_BASE = int(os.environ.get("OH_DRY_TEST_PORT_BASE", "28200"))
+PORT_BASE = int(os.environ.get("OH_DRY_TEST_PORT_BASE", "15200"))
 ENGINE = f"@dockerengine/{LAB}-engine"
 CANARY = "Canary-dry-4e9a-\"x'"
 ETC_DIGEST = "find /etc -type f | sort | xargs -d '\\n' sha256sum | sha256sum"
