@@ -12,7 +12,7 @@ STRICT = ("yes", "true")
 def unverified_ssh_hosts(inventory_path: str) -> list[str]:
     """Hosts of the inventory reached over SSH (directly or by an ssh:// Docker engine) without strict host key
     checking against a known_hosts file."""
-    from pyinfra_cli.inventory import make_inventory
+    from .ansible_inventory import make_inventory
 
     inventory = make_inventory(inventory_path, cwd=os.path.dirname(os.path.abspath(inventory_path)))
     unverified = []

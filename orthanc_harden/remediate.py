@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Callable
 
 from . import outcomes, planned, restarts, settings
+from .ansible_inventory import REFUSED
 from .audit import run as audit_run
 from .audit import words
 from .operations.isolation import details, one_line
@@ -71,6 +72,10 @@ def _connect(state, hosts, parallel: int) -> list:
     from pyinfra.api.exceptions import ConnectError, PyinfraError
 
     def one(host):
+        refused = host.data.get(REFUSED)
+        if refused:  # an Ansible host this tool would reach differently from Ansible is never contacted
+            outcomes.record(host.name, "settings", "failed", f"host data: {refused}")
+            return None
         try:
             host.connect(raise_exceptions=True, show_errors=False)
         except (ConnectError, PyinfraError, OSError) as err:

@@ -190,6 +190,9 @@ def validate(data) -> list[str]:
     from .findings import CATALOGUE
 
     problems = unknown_settings(data)
+    refused = data.get("_ansible_refused", None) if data is not None else None  # see ansible_inventory.REFUSED
+    if refused:
+        problems.insert(0, refused)
     for name, setting in SETTINGS.items():
         value = data.get(name, None) if data is not None else None
         if value is not None and not isinstance(value, setting.type):

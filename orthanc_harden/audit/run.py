@@ -48,7 +48,7 @@ def load_state(inventory_path: str, limit: list[str] | None, parallel: int, shar
 
     from pyinfra.api import Config, State
     from pyinfra.context import ctx_inventory, ctx_state
-    from pyinfra_cli.inventory import make_inventory
+    from ..ansible_inventory import AnsibleInventoryError, make_inventory
 
     cwd = os.getcwd()
     if cwd not in sys.path:  # inventories may import modules next to them, as with the pyinfra CLI
@@ -60,6 +60,8 @@ def load_state(inventory_path: str, limit: list[str] | None, parallel: int, shar
         raise InventoryError(f"inventory {inventory_path} does not exist")
     try:
         inventory = make_inventory(inventory_path, cwd=cwd)
+    except AnsibleInventoryError as err:
+        raise InventoryError(str(err)) from None
     except Exception as err:  # an inventory is the operator's Python: any error is reported in one line
         raise InventoryError(_load_error(inventory_path, err)) from None
     ctx_inventory.set(inventory)

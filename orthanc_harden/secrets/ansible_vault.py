@@ -5,17 +5,18 @@ from __future__ import annotations
 from . import Reference, SecretError, dig
 
 
-def _password(ref: Reference, environ) -> bytes:
+def vault_password(environ, label: str) -> bytes:
+    """The vault password from its sources, for this store and for !vault values of Ansible inventories."""
     if environ.get("ORTHANC_HARDEN_VAULT_PASSWORD"):
         return environ["ORTHANC_HARDEN_VAULT_PASSWORD"].encode()
     path = environ.get("ANSIBLE_VAULT_PASSWORD_FILE")
     if not path:
-        raise SecretError(f"{ref.text}: set ANSIBLE_VAULT_PASSWORD_FILE or ORTHANC_HARDEN_VAULT_PASSWORD")
+        raise SecretError(f"{label}: set ANSIBLE_VAULT_PASSWORD_FILE or ORTHANC_HARDEN_VAULT_PASSWORD")
     try:
         with open(path, "rb") as handle:
             return handle.read().strip()
     except OSError as err:
-        raise SecretError(f"{ref.text}: vault password file: {err.strerror}") from None
+        raise SecretError(f"{label}: vault password file: {err.strerror}") from None
 
 
 def read(ref: Reference, environ) -> object:
@@ -29,7 +30,7 @@ def read(ref: Reference, environ) -> object:
             blob = handle.read()
     except OSError as err:
         raise SecretError(f"{ref.text}: {err.strerror}") from None
-    vault = VaultLib([(DEFAULT_VAULT_ID_MATCH, VaultSecret(_password(ref, environ)))])
+    vault = VaultLib([(DEFAULT_VAULT_ID_MATCH, VaultSecret(vault_password(environ, ref.text)))])
     try:
         plain = vault.decrypt(blob)
     except AnsibleError:
