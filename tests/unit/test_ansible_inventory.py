@@ -150,6 +150,7 @@ def test_ansible_files_with_group_and_host_vars_and_a_vaulted_variable(tmp_path,
     one, two, research = hosts["pacs-01"].data, hosts["pacs-02"].data, hosts["research-01"].data
     # Without the vault password the hosts that need the vaulted variable are refused, the other one is not.
     assert "vaulted and cannot be decrypted" in one.get(REFUSED, "") and VAULTED not in str(one.dict())
+    assert two.get(REFUSED) == one.get(REFUSED)
     assert research.get(REFUSED) is None and research.ssh_hostname == "10.0.0.3"
 
     groups = ansible_inventory.load(str(path), environ={"ORTHANC_HARDEN_VAULT_PASSWORD": VAULT_PASSWORD})
@@ -211,12 +212,13 @@ def test_ansible_cfg_defaults_stand_in_for_unset_variables(tmp_path):
     Ansible; inventory variables still win."""
     path = _inventory(tmp_path, "ini")
     code = ("import json, sys; from orthanc_harden import ansible_inventory as a; "
-            "print(json.dumps(dict(a.load(sys.argv[1], environ={'ORTHANC_HARDEN_VAULT_PASSWORD': sys.argv[2]})['all'][0])))")
+            "environ = {'ORTHANC_HARDEN_VAULT_PASSWORD': sys.argv[2]}; "
+            "print(json.dumps(dict(a.load(sys.argv[1], environ=environ)['all'][0])))")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ANSIBLE_REMOTE_USER": "ops", "ANSIBLE_BECOME": "true",
            "ANSIBLE_PRIVATE_KEY_FILE": "/etc/oh/key", "ANSIBLE_HOST_KEY_CHECKING": "false"}
     (tmp_path / "group_vars" / "all.yml").write_text("orthanc_harden_min_version: '1.10.0'\n")
-    proc = subprocess.run([sys.executable, "-c", code, str(path), VAULT_PASSWORD], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code, str(path), VAULT_PASSWORD], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     import json
 
