@@ -475,8 +475,18 @@ def make_inventory(path: str, cwd: str | None = None):
 
 
 def inventory() -> dict:
-    """For the pyinfra CLI: the Ansible inventory that ``ANSIBLE_INVENTORY`` names (comma-separated sources)."""
+    """For the pyinfra CLI: the Ansible inventory that ``ANSIBLE_INVENTORY`` names (comma-separated sources).
+
+    The pyinfra CLI connects to every host before any deploy code runs, so a refused host is left out here, with
+    a warning line naming it and the cause; orthanc-harden's own commands keep it as a failed row instead."""
+    import logging
+
     sources = [s for s in os.environ.get("ANSIBLE_INVENTORY", "").split(",") if s.strip()]
     if not sources:
         raise AnsibleInventoryError("set ANSIBLE_INVENTORY to the Ansible inventory to read")
-    return load([str(Path(s.strip()).expanduser()) for s in sources])
+    groups = load([str(Path(s.strip()).expanduser()) for s in sources])
+    refused = {name: data[REFUSED] for members, _ in groups.values() for name, data in members if REFUSED in data}
+    for name, line in sorted(refused.items()):
+        logging.getLogger("pyinfra").warning(f"[{name}] left out: {line}")
+    return {group: ([(n, d) for n, d in members if n not in refused], data)
+            for group, (members, data) in groups.items()}

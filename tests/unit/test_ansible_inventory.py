@@ -235,3 +235,16 @@ def test_without_ansible_core_one_line_says_what_to_install(tmp_path, monkeypatc
         ansible_inventory.load(str(path))
     assert str(err.value) == (f"inventory {path} is an Ansible inventory: install ansible-core to read it "
                               "(pip install 'orthanc-harden[ansible]')")
+
+
+def test_the_pyinfra_cli_function_leaves_a_refused_host_out_and_names_it(tmp_path, monkeypatch, caplog):
+    path = _inventory(tmp_path, "ini")
+    with open(path, "a") as handle:
+        handle.write("\n[windows]\nwin-01 ansible_connection=winrm\n")
+    monkeypatch.setenv("ANSIBLE_INVENTORY", str(path))
+    monkeypatch.setenv("ORTHANC_HARDEN_VAULT_PASSWORD", VAULT_PASSWORD)
+    with caplog.at_level("WARNING", logger="pyinfra"):
+        groups = ansible_inventory.inventory()
+    assert {name for name, _ in groups["all"][0]} == {"pacs-01", "pacs-02", "research-01"}
+    assert groups["windows"] == ([], {})
+    assert "[win-01] left out: ansible_connection=winrm is refused" in caplog.text
