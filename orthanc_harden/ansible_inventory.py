@@ -25,6 +25,7 @@ from pathlib import Path
 # Host data key carrying why a host's Ansible variables are refused; settings.validate reports it first.
 REFUSED = "_ansible_refused"
 README = "README: Coming from Ansible"
+VAULT_HINT = "set ANSIBLE_VAULT_PASSWORD_FILE or ORTHANC_HARDEN_VAULT_PASSWORD to its vault password"
 
 SSH_CONNECTIONS = {"ssh", "smart", "paramiko", "paramiko_ssh", "ansible.builtin.ssh", "ansible.builtin.paramiko_ssh",
                    "ansible.legacy.ssh"}
@@ -379,8 +380,7 @@ def _host_variables(name: str, variables: dict, templar, internal) -> dict:
         except Exception as err:  # noqa: BLE001 - ansible-core's errors; the value is never shown
             cause = _first_line(getattr(err, "message", "") or str(err))
             if "vault" in cause.lower() or "decrypt" in cause.lower():
-                raise Refused(f"{key} is vaulted and cannot be decrypted: set ANSIBLE_VAULT_PASSWORD_FILE or "
-                              "ORTHANC_HARDEN_VAULT_PASSWORD to its vault password") from None
+                raise Refused(f"{key} is vaulted and cannot be decrypted: {VAULT_HINT}") from None
             raise Refused(f"{key} cannot be templated: {cause}") from None
     return out
 
@@ -434,8 +434,7 @@ def load(sources: str | list[str], environ=None) -> dict[str, tuple[list, dict]]
             causes = [_first_line(m) for m in messages if _first_line(m)]
             cause = causes[0] if causes else _first_line(getattr(err, "message", "") or str(err))
             if "vault" in cause.lower() or "decrypt" in cause.lower():
-                cause = ("a vaulted file cannot be decrypted: set ANSIBLE_VAULT_PASSWORD_FILE or "
-                         "ORTHANC_HARDEN_VAULT_PASSWORD to its vault password")
+                cause = f"a vaulted file cannot be decrypted: {VAULT_HINT}"
             raise AnsibleInventoryError(f"inventory {label} does not load: {cause}") from None
         defaults = _ansible_defaults()
         translated = {}
@@ -448,7 +447,10 @@ def load(sources: str | list[str], environ=None) -> dict[str, tuple[list, dict]]
             except Refused as err:
                 name, data = host.name, {REFUSED: str(err)}
             except Exception as err:  # noqa: BLE001 - one host's variables never stop the others
-                name, data = host.name, {REFUSED: f"its variables cannot be read: {_first_line(str(err))}"}
+                cause = _first_line(getattr(err, "message", "") or str(err))
+                if "vault" in cause.lower() or "decrypt" in cause.lower():
+                    cause = f"a vaulted vars file cannot be decrypted: {VAULT_HINT}"
+                name, data = host.name, {REFUSED: f"its variables cannot be read: {cause}"}
             translated[host.name] = (name, data)
         groups: dict[str, tuple[list, dict]] = {}
         for group in inventory.groups.values():

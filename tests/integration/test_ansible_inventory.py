@@ -284,6 +284,20 @@ def test_remediate_with_ansible_inventories_then_nothing_to_do(fleet):
     assert {status for status, _ in audits[0].values()} == {"compliant"}
 
 
+def test_the_scheduled_run_takes_an_ansible_inventory(fleet):
+    reports = fleet["work"] / "reports"
+    proc = run_cli("scheduled-run", "remediate", fleet["paths"]["yaml"], "--report-dir", str(reports),
+                   env=fleet["env"], timeout=1200)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "orthanc-harden remediate: 3 compliant; exit 0" in output, output[-3000:]
+    [report] = reports.glob("remediate-*.json")
+    rows = json.loads(report.read_text())["hosts"]
+    assert {r["host"] for r in rows} == {fleet["hosts"][0]["name"], fleet["hosts"][1]["name"], ENGINE}
+    for channel in (output, report.read_text()):
+        assert CANARY not in channel and VAULT_PASSWORD not in channel and VAULTED_TOKEN not in channel
+
+
 def test_the_pyinfra_cli_reads_an_ansible_inventory_through_the_inventory_function(fleet):
     pyinfra = shutil.which("pyinfra", path=os.path.dirname(sys.executable))
     env = {**os.environ, **fleet["env"], "PYTHONPATH": str(ROOT), "ANSIBLE_INVENTORY": fleet["paths"]["yaml"]}

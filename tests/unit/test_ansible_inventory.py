@@ -248,3 +248,30 @@ def test_the_pyinfra_cli_function_leaves_a_refused_host_out_and_names_it(tmp_pat
     assert {name for name, _ in groups["all"][0]} == {"pacs-01", "pacs-02", "research-01"}
     assert groups["windows"] == ([], {})
     assert "[win-01] left out: ansible_connection=winrm is refused" in caplog.text
+
+
+def test_a_vaulted_group_vars_file(tmp_path):
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    path = _inventory(tmp_path, "yaml")
+    vault = VaultLib([("default", VaultSecret(VAULT_PASSWORD.encode()))])
+    (tmp_path / "group_vars" / "research.yml").write_bytes(
+        vault.encrypt("orthanc_harden_firewall_backend: ufw\nansible_user: ops\n"))
+    groups = ansible_inventory.load(str(path), environ={"ORTHANC_HARDEN_VAULT_PASSWORD": VAULT_PASSWORD})
+    research = dict(groups["research"][0])["research-01"]
+    assert research["ssh_user"] == "ops"
+    assert research["orthanc_harden_firewall_backend"] == "nftables"  # the inventory's host variable wins
+    wrong = dict(ansible_inventory.load(str(path), environ={"ORTHANC_HARDEN_VAULT_PASSWORD": "not-it"})["all"][0])
+    assert wrong["research-01"] == {REFUSED: "its variables cannot be read: a vaulted vars file cannot be "
+                                             "decrypted: set ANSIBLE_VAULT_PASSWORD_FILE or "
+                                             "ORTHANC_HARDEN_VAULT_PASSWORD to its vault password"}
+    assert wrong["pacs-01"][REFUSED].startswith("orthanc_harden_users_ref is vaulted")  # its own vaulted value
+
+
+def test_the_scheduled_run_host_key_check_reads_an_ansible_inventory(tmp_path):
+    from orthanc_harden import hostkeys
+
+    path = _inventory(tmp_path, "ini")
+    (tmp_path / "host_vars" / "research-01.yml").write_text(
+        "ansible_ssh_common_args: -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/etc/oh/known_hosts\n")
+    assert hostkeys.unverified_ssh_hosts(str(path)) == ["pacs-01", "pacs-02"]
