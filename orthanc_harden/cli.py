@@ -173,7 +173,8 @@ def _scheduled_run(args) -> int:
 
 
 def _fleet_arguments(command: argparse.ArgumentParser) -> None:
-    command.add_argument("inventory", help="a pyinfra inventory (file, host list or module.function)")
+    command.add_argument("inventory", help="a pyinfra inventory (file, host list or module.function), or an Ansible "
+                                           "inventory (an INI or YAML file, or a directory)")
     command.add_argument("--json", metavar="FILE", help="also write the report as JSON ('-' for stdout)")
     command.add_argument("--limit", action="append", metavar="PATTERN", help="host name glob or group (repeatable)")
     command.add_argument("--parallel", type=int, default=20, help="hosts worked on at once (default 20)")
@@ -226,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     timed = commands.add_parser("scheduled-run", help="one run for a timer: lock, audit or remediate, JSON report "
                                                      "with retention; exit as the run (75: another run held the lock)")
     timed.add_argument("mode", choices=("remediate", "audit"))
-    timed.add_argument("inventory", help="a pyinfra inventory")
+    timed.add_argument("inventory", help="a pyinfra or Ansible inventory")
     timed.add_argument("--report-dir", default="/var/lib/orthanc-harden/reports", help="JSON reports (0600)")
     timed.add_argument("--keep", type=int, default=48, help="reports kept per mode (default 48)")
     timed.add_argument("--parallel", type=int, default=20, help="hosts worked on at once (default 20)")

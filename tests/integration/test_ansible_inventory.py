@@ -25,7 +25,7 @@ pytestmark = pytest.mark.lab
 
 LAB = "ansinv-a"
 # The lab refuses port bases in Linux's ephemeral range; a helper confined to other ports sets its own here.
-PORT_BASE = int(os.environ.get("OH_TEST_ANSINV_PORT_BASE", "27200"))
+PORT_BASE = int(os.environ.get("OH_TEST_ANSINV_PORT_BASE", "16200"))
 ENGINE = f"@dockerengine/{LAB}-engine"
 CANARY = "Canary-ansible-5e0d,}x"
 VAULT_PASSWORD = "Vault-pw-canary-3a7c"
