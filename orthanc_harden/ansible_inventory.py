@@ -73,6 +73,31 @@ SSH_OPTIONS_IGNORED = {"controlmaster", "controlpersist", "controlpath", "server
 STRICT_VALUES = {"yes", "no", "off", "accept-new", "ask"}
 
 
+# Read by the secret stores only, which name the reference in their messages: from a !vault it is named, not shown.
+MASKED_WHEN_VAULTED = {"orthanc_harden_users_ref"}
+
+
+class Vaulted(str):
+    """A decrypted !vault text: the value for the code that parses it, its variable's name wherever it is formatted
+    (f-strings, str(), repr()), so a message about it never prints it."""
+
+    label = "a vaulted value"
+
+    def __new__(cls, value: str, label: str | None = None):
+        text = super().__new__(cls, value)
+        if label:
+            text.label = f"{label} (vaulted)"
+        return text
+
+    def __str__(self) -> str:
+        return self.label
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        return format(self.label, spec)
+
+
 class AnsibleInventoryError(Exception):
     """The inventory as a whole cannot be read: one line, nothing contacted."""
 
@@ -373,8 +398,13 @@ def _host_variables(name: str, variables: dict, templar, internal) -> dict:
         if key in SECRETS:
             out[key] = "(secret, not read)" if variables[key] not in (None, "") else None
             continue
+        raw = variables[key]
         try:
-            out[key] = _plain(templar.template(variables[key]), key)
+            out[key] = _plain(templar.template(raw), key)
+            if key in MASKED_WHEN_VAULTED and isinstance(out[key], str) and (
+                    type(raw).__name__ in ("EncryptedString", "AnsibleVaultEncryptedUnicode")
+                    or (isinstance(raw, str) and "{{" in raw)):  # a template may draw on a vaulted variable
+                out[key] = Vaulted(out[key], key)
         except Refused:
             raise
         except Exception as err:  # noqa: BLE001 - ansible-core's errors; the value is never shown

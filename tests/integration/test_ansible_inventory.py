@@ -230,6 +230,22 @@ def test_refused_variables_fail_their_host_alone_without_contacting_it(fleet):
     assert rows[pkg2["name"]]["status"] == "would-change", rows[pkg2["name"]]
 
 
+def test_a_store_error_names_the_vaulted_reference_without_showing_it(fleet):
+    pkg2 = fleet["hosts"][1]
+    directory = fleet["work"] / "missing"
+    (directory / "group_vars").mkdir(parents=True)
+    missing = fleet["work"] / VAULTED_TOKEN / "no-such-users.json"
+    (directory / "group_vars" / "all.yml").write_text(f"orthanc_harden_users_ref: {_vaulted(f'file:{missing}')}\n")
+    shutil.copytree(fleet["work"] / "ini" / "host_vars", directory / "host_vars")
+    shutil.copy(fleet["work"] / "ini" / "group_vars" / "package_hosts.yml", directory / "group_vars")
+    (directory / "hosts.ini").write_text(f"[package_hosts]\n{pkg2['name']} ansible_port={pkg2['ssh_port']}\n")
+    code, output, report = _run(fleet, "remediate", str(directory / "hosts.ini"), "--dry")
+    assert code == 2, output[-3000:]
+    [row] = report["hosts"]
+    assert row["status"] == "failed" and "orthanc_harden_users_ref (vaulted): No such file or directory" in \
+        row["reason"], row
+
+
 def test_ansible_inventories_audit_and_plan_as_the_pyinfra_inventory_does(fleet):
     verdicts = {}
     for kind in ("pyinfra", "ini", "yaml"):

@@ -164,7 +164,8 @@ def test_ansible_files_with_group_and_host_vars_and_a_vaulted_variable(tmp_path,
     assert data["research-01"] == {"ssh_hostname": "10.0.0.3", "ssh_user": "root",
                                    "orthanc_harden_min_version": "1.10.0",
                                    "orthanc_harden_firewall_backend": "nftables"}
-    assert all(type(v) in (str, int, bool) for d in data.values() for v in d.values())  # plain data for pyinfra
+    plain = (str, int, bool, ansible_inventory.Vaulted)  # plain data for pyinfra
+    assert all(type(v) in plain for d in data.values() for v in d.values())
     assert VAULT_PASSWORD not in repr(groups)
 
     wrong = ansible_inventory.load(str(path), environ={"ORTHANC_HARDEN_VAULT_PASSWORD": "not-it"})
@@ -275,3 +276,19 @@ def test_the_scheduled_run_host_key_check_reads_an_ansible_inventory(tmp_path):
     (tmp_path / "host_vars" / "research-01.yml").write_text(
         "ansible_ssh_common_args: -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/etc/oh/known_hosts\n")
     assert hostkeys.unverified_ssh_hosts(str(path)) == ["pacs-01", "pacs-02"]
+
+
+def test_a_vaulted_users_reference_is_named_not_shown_in_a_store_s_message(tmp_path):
+    from orthanc_harden.secrets import SecretError, resolve_users
+
+    path = _inventory(tmp_path, "ini")
+    groups = ansible_inventory.load(str(path), environ={"ORTHANC_HARDEN_VAULT_PASSWORD": VAULT_PASSWORD})
+    ref = dict(groups["pacs"][0])["pacs-01"]["orthanc_harden_users_ref"]
+    assert ref == VAULTED and ref.startswith("file:")  # the value itself, for the store
+    with pytest.raises(SecretError) as err:  # the file does not exist
+        resolve_users(ref, environ={})
+    assert str(err.value) == "orthanc_harden_users_ref (vaulted): No such file or directory"
+    assert "vaulted-canary" not in f"{ref} {ref!r} {str(ref)} %s" % ref
+    import copy
+
+    assert copy.deepcopy(ref) == VAULTED and str(copy.deepcopy(ref)) == "orthanc_harden_users_ref (vaulted)"
