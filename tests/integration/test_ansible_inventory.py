@@ -314,10 +314,11 @@ def test_the_scheduled_run_takes_an_ansible_inventory(fleet):
         assert CANARY not in channel and VAULT_PASSWORD not in channel and VAULTED_TOKEN not in channel
 
 
-def test_the_pyinfra_cli_reads_an_ansible_inventory_through_the_inventory_function(fleet):
+@pytest.mark.parametrize("form", ["orthanc_harden.ansible_inventory.inventory", "inventories/from_ansible.py"])
+def test_the_pyinfra_cli_reads_an_ansible_inventory(fleet, form):
     pyinfra = shutil.which("pyinfra", path=os.path.dirname(sys.executable))
     env = {**os.environ, **fleet["env"], "PYTHONPATH": str(ROOT), "ANSIBLE_INVENTORY": fleet["paths"]["yaml"]}
-    proc = subprocess.run([pyinfra, "-y", "orthanc_harden.ansible_inventory.inventory", "--limit", "package_hosts",
+    proc = subprocess.run([pyinfra, "-y", form, "--limit", "package_hosts",
                            "exec", "--", "echo", "login=$SUDO_USER", "uid=$(id -u)"],
                           capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     output = proc.stdout + proc.stderr
