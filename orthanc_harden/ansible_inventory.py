@@ -383,12 +383,16 @@ def _wanted(name: str) -> bool:
     return name.startswith("orthanc_harden_") or name in HONOURED or name in SECRETS or name in IGNORED
 
 
-def _host_variables(name: str, variables: dict, templar, internal) -> dict:
+def _host_variables(variables: dict, templar, internal) -> dict:
     """The variables this tool reads, templated as Ansible would (Jinja, !vault) and made plain; the names of the
     other ansible_* variables are kept for the refusal check."""
+    # Facts from a fact cache come back as variables too (ansible_distribution...): what the host is, not how to
+    # reach it.
+    facts = variables.get("ansible_facts")
+    facts = {f"ansible_{k}" for k in facts if isinstance(k, str)} if isinstance(facts, dict) else set()
     out: dict = {}
     for key in variables:
-        if not isinstance(key, str) or key in internal:
+        if not isinstance(key, str) or key in internal or key in facts:
             continue
         if key.startswith("ansible_") and not _wanted(key):
             out[key] = "(not read)"
@@ -472,7 +476,7 @@ def load(sources: str | list[str], environ=None) -> dict[str, tuple[list, dict]]
             try:
                 variables = manager.get_vars(host=host)
                 templar = Templar(loader=loader, variables=variables)
-                mine = _host_variables(host.name, variables, templar, internal)
+                mine = _host_variables(variables, templar, internal)
                 name, data = translate(host.name, {**defaults, **mine})
             except Refused as err:
                 name, data = host.name, {REFUSED: str(err)}

@@ -3,6 +3,7 @@ ansible-core (INI, YAML, group_vars/, host_vars/, !vault)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -221,7 +222,6 @@ def test_ansible_cfg_defaults_stand_in_for_unset_variables(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, str(path), VAULT_PASSWORD], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    import json
 
     data = json.loads(proc.stdout)
     assert data["research-01"]["ssh_user"] == "ops" and data["research-01"]["ssh_key"] == "/etc/oh/key"
@@ -292,3 +292,29 @@ def test_a_vaulted_users_reference_is_named_not_shown_in_a_store_s_message(tmp_p
     import copy
 
     assert copy.deepcopy(ref) == VAULTED and str(copy.deepcopy(ref)) == "orthanc_harden_users_ref (vaulted)"
+
+
+def test_cached_facts_are_not_connection_variables(tmp_path):
+    """With a fact cache (fact_caching = jsonfile), Ansible hands facts back as ansible_* variables."""
+    path = _inventory(tmp_path, "ini")
+    code = textwrap.dedent("""\
+        import json, sys
+        from orthanc_harden import ansible_inventory as a
+        a._require_ansible(sys.argv[1])
+        from ansible.inventory.manager import InventoryManager
+        from ansible.parsing.dataloader import DataLoader
+        from ansible.vars.manager import VariableManager
+        loader = DataLoader()  # the facts a playbook's setup would have cached for the host
+        VariableManager(loader=loader, inventory=InventoryManager(loader=loader, sources=[sys.argv[1]])) \\
+            .set_host_facts("research-01", {"ansible_distribution": "Debian", "ansible_python": {"version": {}}})
+        print(json.dumps(dict(a.load(sys.argv[1], environ={})["all"][0])["research-01"]))
+        """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ANSIBLE_CACHE_PLUGIN": "jsonfile",
+           "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(tmp_path / "facts")}
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert os.listdir(tmp_path / "facts"), "the facts were cached"
+    assert json.loads(proc.stdout) == {"ssh_hostname": "10.0.0.3", "ssh_user": "root",
+                                       "orthanc_harden_min_version": "1.10.0",
+                                       "orthanc_harden_firewall_backend": "nftables"}
