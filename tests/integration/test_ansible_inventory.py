@@ -275,7 +275,7 @@ def test_limit_by_an_ansible_group(fleet):
 
 
 def test_remediate_with_ansible_inventories_then_nothing_to_do(fleet):
-    code, output, report = _run(fleet, "remediate", fleet["paths"]["ini"])
+    code, output, report = _run(fleet, "remediate", fleet["paths"]["ini"], "-v")
     assert code == 0, output[-3000:]
     first = _remediate_verdicts(report)
     assert {status for status, _, _ in first.values()} == {"changed"}, first

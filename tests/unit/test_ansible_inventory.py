@@ -318,3 +318,13 @@ def test_cached_facts_are_not_connection_variables(tmp_path):
     assert json.loads(proc.stdout) == {"ssh_hostname": "10.0.0.3", "ssh_user": "root",
                                        "orthanc_harden_min_version": "1.10.0",
                                        "orthanc_harden_firewall_backend": "nftables"}
+
+
+def test_a_directory_of_inventory_files(tmp_path):
+    _inventory(tmp_path, "ini")
+    (tmp_path / "more.yml").write_text("all:\n  children:\n    dmz:\n      hosts:\n"
+                                       "        dmz-01: {ansible_port: 2202}\n")
+    groups = ansible_inventory.load(str(tmp_path), environ={"ORTHANC_HARDEN_VAULT_PASSWORD": VAULT_PASSWORD})
+    assert {name for name, _ in groups["all"][0]} == {"pacs-01", "pacs-02", "research-01", "dmz-01"}
+    assert dict(groups["dmz"][0])["dmz-01"] == {"ssh_port": 2202, "ssh_user": "root",
+                                                "orthanc_harden_min_version": "1.10.0"}
