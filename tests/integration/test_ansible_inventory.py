@@ -23,8 +23,9 @@ from tests.integration.conftest import fresh_lab, output_of, ssh_to
 
 pytestmark = pytest.mark.lab
 
-LAB = "ansinv-a"
-# The lab refuses port bases in Linux's ephemeral range; a helper confined to other ports sets its own here.
+# A lab of its own on free ports below the ephemeral range the lab refuses; OH_TEST_ANSINV_LAB and
+# OH_TEST_ANSINV_PORT_BASE move it.
+LAB = os.environ.get("OH_TEST_ANSINV_LAB", "pytest-ansinv")
 PORT_BASE = int(os.environ.get("OH_TEST_ANSINV_PORT_BASE", "16200"))
 ENGINE = f"@dockerengine/{LAB}-engine"
 CANARY = "Canary-ansible-5e0d,}x"
