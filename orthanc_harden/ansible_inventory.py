@@ -259,31 +259,11 @@ def translate(name: str, variables: dict) -> tuple[str, dict]:
 
 # ---- reading the inventory with ansible-core ----
 
-@contextmanager
-def _native_getaddrinfo():
-    """ansible-core 2.19 probes socket.getaddrinfo when imported; gevent's (patched in by the CLI) fails the probe
-    in a worker thread, which gevent prints as a traceback. The probe gets the system's own function."""
-    import socket
-
-    try:
-        from gevent import monkey
-    except ImportError:
-        yield
-        return
-    if not monkey.is_module_patched("socket"):
-        yield
-        return
-    patched = socket.getaddrinfo
-    socket.getaddrinfo = monkey.get_original("socket", "getaddrinfo")
-    try:
-        yield
-    finally:
-        socket.getaddrinfo = patched
-
-
 def _require_ansible(path: str) -> None:
+    from .secrets.ansible_vault import importing_ansible
+
     try:
-        with _native_getaddrinfo():
+        with importing_ansible():
             import ansible.inventory.manager  # noqa: F401
             import ansible.template  # noqa: F401
             import ansible.vars.manager  # noqa: F401

@@ -2,7 +2,31 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from . import Reference, SecretError, dig
+
+
+@contextmanager
+def importing_ansible():
+    """ansible-core 2.19 probes socket.getaddrinfo when imported; gevent's (patched in by the CLI) fails the probe
+    in a worker thread, which gevent prints as a traceback. The probe gets the system's own function."""
+    import socket
+
+    try:
+        from gevent import monkey
+    except ImportError:
+        yield
+        return
+    if not monkey.is_module_patched("socket"):
+        yield
+        return
+    patched = socket.getaddrinfo
+    socket.getaddrinfo = monkey.get_original("socket", "getaddrinfo")
+    try:
+        yield
+    finally:
+        socket.getaddrinfo = patched
 
 
 def vault_password(environ, label: str) -> bytes:
@@ -21,9 +45,11 @@ def vault_password(environ, label: str) -> bytes:
 
 def read(ref: Reference, environ) -> object:
     import yaml
-    from ansible.constants import DEFAULT_VAULT_ID_MATCH
-    from ansible.errors import AnsibleError
-    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    with importing_ansible():
+        from ansible.constants import DEFAULT_VAULT_ID_MATCH
+        from ansible.errors import AnsibleError
+        from ansible.parsing.vault import VaultLib, VaultSecret
 
     try:
         with open(ref.path, "rb") as handle:

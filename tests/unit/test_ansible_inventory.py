@@ -328,3 +328,22 @@ def test_a_directory_of_inventory_files(tmp_path):
     assert {name for name, _ in groups["all"][0]} == {"pacs-01", "pacs-02", "research-01", "dmz-01"}
     assert dict(groups["dmz"][0])["dmz-01"] == {"ssh_port": 2202, "ssh_user": "root",
                                                 "orthanc_harden_min_version": "1.10.0"}
+
+
+@pytest.mark.parametrize("use", ["store", "inventory"])
+def test_ansible_core_under_gevent_prints_no_traceback(tmp_path, use):
+    """The CLI patches sockets for gevent before anything imports ansible-core, whose import-time probe of
+    getaddrinfo then failed in a gevent worker thread, printed as a traceback among the tables."""
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    store = tmp_path / "vault.yml"
+    store.write_bytes(VaultLib([("default", VaultSecret(VAULT_PASSWORD.encode()))]).encrypt('{"u": "p-4a"}'))
+    path = _inventory(tmp_path, "ini")
+    work = (f"from orthanc_harden.secrets import resolve_users; resolve_users('ansible-vault:{store}', "
+            f"environ={{'ORTHANC_HARDEN_VAULT_PASSWORD': '{VAULT_PASSWORD}'}})" if use == "store" else
+            f"from orthanc_harden.ansible_inventory import load; load('{path}', environ={{}})")
+    code = f"from gevent import monkey; monkey.patch_all()\n{work}\nprint('done')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr
+    assert proc.stderr == "", proc.stderr
