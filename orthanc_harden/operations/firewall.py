@@ -105,7 +105,7 @@ def _apply(state, host, mode: str, request: str, confirm_timeout: int) -> bool:
 
 def _changes(mode: str, result: dict) -> list[str]:
     if mode == "remove":
-        return [f"Orthanc firewall rules removed ({', '.join(result.get('removed', [])) or 'none'})"]
+        return [f"Orthanc ports removed ({', '.join(result.get('removed', [])) or 'none'})"]
     done = [f"Orthanc ports restricted with {result['backend']}"] if result.get("input_changed") else []
     docker = result.get("docker") or {}
     if docker.get("changed"):
