@@ -17,8 +17,8 @@ from pyinfra.api.deploy import deploy
 
 from docker.errors import DockerException
 
-from . import container_assess, engines, hostkeys, outcomes, settings
-from .audit import containers
+from . import hostkeys, outcomes, settings
+from .docker import assess, engine, inspection
 from .facts.orthanc import OrthancHostState
 from .operations import auth, container, firewall, report, schedule, upgrade
 from .operations.isolation import host_deploy
@@ -248,9 +248,9 @@ def containers_fixed():
         if users is None:
             return
     try:
-        client = engines.of_host(host)
+        client = engine.of_host(host)
         found = client.containers.list(all=True, filters=settings.get(data, "orthanc_harden_docker_filters") or {})
-    except (engines.EngineError, DockerException) as err:
+    except (engine.EngineError, DockerException) as err:
         report.failed(name="Docker engine", control="docker", message=str(err).splitlines()[0])
         return
     images = settings.get(data, "orthanc_harden_docker_images")
@@ -258,11 +258,11 @@ def containers_fixed():
     names = {c.name for c in found}
     targets = {}
     for item in found:
-        base = item.name.removesuffix(container_assess.PARKED_SUFFIX)
+        base = item.name.removesuffix(assess.PARKED_SUFFIX)
         if base == item.name or base not in names:
             targets.setdefault(base, item)
     for name, item in sorted(targets.items()):
-        kind = containers.family(item)
+        kind = inspection.family(item)
         if kind is None:
             continue
         container.orthanc(

@@ -12,7 +12,7 @@ from pyinfra.api import FunctionCommand, OperationValueError, QuoteString, Strin
 
 from .. import fresh_ssh, outcomes, planned
 from ..settings import FIREWALL_BACKENDS as BACKENDS
-from ..connector import DockerEngineConnector
+from ..docker.connector import DockerEngineConnector
 from ..facts.orthanc import OrthancFirewallPlan
 from ..remote import program
 from . import hostcmd

@@ -18,10 +18,10 @@ import requests
 
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from . import container_spec, direct_http, versions
-from .audit import containers
-from .container_assess import PARKED_SUFFIX, Assessment, ConfigFile, digest_matches, in_mount, parked
-from .operations.health import wait_for_auth
+from .. import direct_http, versions
+from ..operations.health import wait_for_auth
+from . import inspection, spec
+from .assess import PARKED_SUFFIX, Assessment, ConfigFile, digest_matches, in_mount, parked
 
 # As on package hosts: the file as it was before orthanc-harden first changed it, kept once, 0600. The rollback
 # restores from the copies it holds in memory, so no rolling backup keeps a rotated password on disk.
@@ -126,7 +126,7 @@ def _gate(client, name: str, probe_url: str | None, gate: dict, floor: str) -> t
     if not ok:
         return False, detail
     container.reload()
-    version = containers.version(container)
+    version = inspection.version(container)
     if floor and not versions.at_least(version, floor):
         return False, f"Orthanc {version} answers but is below {floor}"
     return True, f"{detail}, Orthanc {version}"
@@ -201,8 +201,8 @@ def recreate(client, plan: Assessment, probe_url: str | None, gate: dict, floor:
     reference = plan.upgrade_to or attrs["Config"]["Image"]
     note = ensure_image(client, reference) if plan.upgrade_to else "same image"
     old_image = client.api.inspect_image(attrs["Image"])
-    body = container_spec.create_body(attrs, old_image, reference, plan.env, plan.ports)
-    _, extra_networks = container_spec.networks(attrs)
+    body = spec.create_body(attrs, old_image, reference, plan.env, plan.ports)
+    _, extra_networks = spec.networks(attrs)
     shared = [f for f in plan.files if in_mount(attrs, f.path)]
     own = [f for f in plan.files if not in_mount(attrs, f.path)]
 
