@@ -231,7 +231,7 @@ def validate(data) -> list[str]:
         problems.append("orthanc_harden_schedule_mode must be remediate or audit")
     shard = get(data, "orthanc_harden_schedule_shard")
     if isinstance(shard, str):
-        from .shard import ShardError, parse
+        from .runs.shard import ShardError, parse
 
         try:
             parse(shard)

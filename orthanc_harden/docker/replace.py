@@ -19,7 +19,7 @@ import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from .. import direct_http, versions
-from ..operations.health import wait_for_auth
+from ..checks.health import wait_for_auth
 from . import inspection, spec
 from .assess import PARKED_SUFFIX, Assessment, ConfigFile, digest_matches, in_mount, parked
 

@@ -11,7 +11,7 @@ from .. import outcomes, planned, restarts
 from ..facts.orthanc import OrthancAuthPlan
 from ..masking import SecretStdin
 from ..remote import program
-from .health import GATE_TIMEOUT, gate_target, restart_after_upgrade, restart_and_gate
+from ..checks.health import GATE_TIMEOUT, gate_target, restart_after_upgrade, restart_and_gate
 from .isolation import host_step
 from .report import failing
 

@@ -13,7 +13,7 @@ from ..docker import engine, replace
 from ..docker.assess import assess
 from ..docker.plan import describe
 from .auth import check_users
-from .health import GATE_TIMEOUT
+from ..checks.health import GATE_TIMEOUT
 from .isolation import host_step
 from .report import fail_host, failing
 

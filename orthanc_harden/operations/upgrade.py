@@ -11,7 +11,7 @@ from .. import outcomes, planned
 from ..audit.effective import version_tuple
 from ..facts.packages import APT_STAMP, RPM_STAMP, OrthancPackages, OrthancPackagesOffered
 from ..versions import at_least, matches_pin, newer, sort_key
-from . import verify
+from ..checks import verify
 from .isolation import host_step
 from .report import failing
 

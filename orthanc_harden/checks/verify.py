@@ -10,9 +10,9 @@ from pyinfra.api import StringCommand
 
 from .. import direct_http, outcomes, restarts
 from ..versions import at_least
-from . import hostcmd
+from ..operations import hostcmd
 from .health import _answering, _log_tail, gate_target, restart_answering
-from .report import fail_host
+from ..operations.report import fail_host
 
 CONTROL = "upgrade"
 ANSWER_TIMEOUT = 90.0

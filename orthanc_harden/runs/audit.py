@@ -12,8 +12,8 @@ from typing import Callable
 
 from .. import __version__, findings, settings
 from ..docker import engine, inspection
-from ..shard import Shard, key_of, selection_digest
-from . import instances, probe
+from .shard import Shard, key_of, selection_digest
+from ..audit import instances, probe
 
 EXIT_COMPLIANT, EXIT_FINDINGS, EXIT_FAILED = 0, 1, 2
 

@@ -17,8 +17,8 @@ from pyinfra.api import QuoteString, StringCommand
 from .. import direct_http, outcomes, restarts
 from ..masking import SecretStdin
 from ..remote import program
-from . import hostcmd
-from .report import fail_host
+from ..operations import hostcmd
+from ..operations.report import fail_host
 
 GATE_TIMEOUT = 60.0
 
