@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .orthanc import FLOOR
+
 PREFIX = "orthanc_harden_"
 FIREWALL_BACKENDS = ("auto", "firewalld", "ufw", "nftables", "iptables")
 
@@ -33,7 +35,7 @@ class Setting:
 
 
 SETTINGS = {s.name: s for s in [
-    Setting("orthanc_harden_min_version", "1.5.8", str,
+    Setting("orthanc_harden_min_version", FLOOR, str,
             "Lowest acceptable Orthanc version (CVE-2025-0896 is fixed in 1.5.8; raise it, e.g. to `1.12.0`)."),
     Setting("orthanc_harden_upgrade_version", None, str,
             "Pin the package version to upgrade to (`1.10.1` or an exact `1.10.1+dfsg-2+deb12u1`) instead of the "

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from docker.errors import APIError, NotFound
 
 from .. import versions
+from ..orthanc import FLOOR
 from ..remote import load, orthanc_config
 from . import inspection
 
@@ -145,7 +146,7 @@ def _users_text(texts: list[ConfigFile], users: dict[str, str], mode: str, edito
     return base, editor["set_key"](base.text, "RegisteredUsers", wanted)
 
 
-def assess(client, name: str, users: dict[str, str] | None, users_mode: str = "exact", floor: str = "1.5.8",
+def assess(client, name: str, users: dict[str, str] | None, users_mode: str = "exact", floor: str = FLOOR,
            target: str | None = None, compose: str = "refuse", upgrade: bool = True,
            publish_address: str | None = None) -> Assessment:
     """What `name` needs. `users` are plain passwords here: the result's files hold them, so never print it.

@@ -9,9 +9,10 @@ from pyinfra.api import FunctionCommand, HiddenValue, OperationValueError, Quote
 
 from .. import outcomes, planned, restarts
 from ..facts.orthanc import OrthancAuthPlan
-from ..masking import SecretStdin
-from ..remote import program
 from ..checks.health import GATE_TIMEOUT, gate_target, restart_after_upgrade, restart_and_gate
+from ..masking import SecretStdin
+from ..orthanc import CONFIG_DIR, HTTP_PORT
+from ..remote import program
 from .isolation import host_step
 from .report import failing
 
@@ -61,12 +62,12 @@ def _request(users: dict, config_path: str, users_mode: str, disable_remote_acce
 @host_step("auth")
 def authentication(
     users: dict,
-    config_path: str = "/etc/orthanc",
+    config_path: str = CONFIG_DIR,
     service: str = "orthanc.service",
     users_mode: str = "exact",
     disable_remote_access: bool = False,
     probe_url: str | None = None,
-    http_port: int = 8042,
+    http_port: int = HTTP_PORT,
     restart: bool = True,
     gate_timeout: float = GATE_TIMEOUT,
     ssl_certificate: str | None = None,

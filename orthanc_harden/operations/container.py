@@ -12,6 +12,7 @@ from .. import outcomes, planned, settings
 from ..docker import engine, replace
 from ..docker.assess import assess
 from ..docker.plan import describe
+from ..orthanc import FLOOR
 from .auth import check_users
 from ..checks.health import GATE_TIMEOUT
 from .isolation import host_step
@@ -68,7 +69,7 @@ def orthanc(
     container: str,
     users: dict | None,
     image: str | None = None,
-    floor: str = "1.5.8",
+    floor: str = FLOOR,
     users_mode: str = "exact",
     compose: str = "refuse",
     upgrade: bool = True,
