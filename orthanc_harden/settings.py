@@ -187,6 +187,35 @@ def unknown_settings(data) -> list[str]:
     return problems
 
 
+# One check per input, used by validate() and by the operations alike; each caller names its own key.
+def tcp_port(value) -> bool:
+    """A TCP port number, 1-65535 (a bool is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
+
+
+def network(value) -> str | None:
+    """`value` as an IPv4 or IPv6 network (host bits allowed: "10.1.2.3/8" is 10.0.0.0/8), or None."""
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except (TypeError, ValueError):
+        return None
+
+
+def publish_address_problem(value: str) -> str | None:
+    """What is wrong with an address to publish Orthanc's ports on, or None: it must be one address, not every one."""
+    try:
+        if ipaddress.ip_address(value).is_unspecified:
+            return f"{value} is every address: name one"
+    except ValueError:
+        return f"{value!r} is not an IPv4 or IPv6 address"
+    return None
+
+
+def user_name(value) -> bool:
+    """Usable as an Orthanc user name in HTTP basic authentication: non-empty text without ':'."""
+    return isinstance(value, str) and bool(value) and ":" not in value
+
+
 def validate(data) -> list[str]:
     """One line per problem in the host data; empty when it is usable."""
     from .findings import CATALOGUE
@@ -210,21 +239,16 @@ def validate(data) -> list[str]:
         problems.append("orthanc_harden_firewall_confirm_timeout must be between 10 and 3600 seconds")
     cidrs = get(data, "orthanc_harden_allowed_cidrs")
     for cidr in cidrs if isinstance(cidrs, list) else []:
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except (TypeError, ValueError):
+        if network(cidr) is None:
             problems.append(f"orthanc_harden_allowed_cidrs: {cidr!r} is not an IPv4 or IPv6 network")
     if get(data, "orthanc_harden_firewall_backend") not in FIREWALL_BACKENDS:
         problems.append(f"orthanc_harden_firewall_backend must be one of {', '.join(FIREWALL_BACKENDS)}")
     if get(data, "orthanc_harden_docker_compose") not in ("refuse", "recreate"):
         problems.append("orthanc_harden_docker_compose must be refuse or recreate")
     publish = get(data, "orthanc_harden_docker_publish_address")
-    if isinstance(publish, str):
-        try:
-            if ipaddress.ip_address(publish).is_unspecified:
-                problems.append(f"orthanc_harden_docker_publish_address {publish} is every address: name one")
-        except ValueError:
-            problems.append(f"orthanc_harden_docker_publish_address {publish!r} is not an IPv4 or IPv6 address")
+    problem = publish_address_problem(publish) if isinstance(publish, str) else None
+    if problem:
+        problems.append(f"orthanc_harden_docker_publish_address {problem}")
     problem = plain_tcp_engine(get(data, "orthanc_harden_docker_url"), get(data, "orthanc_harden_docker_tls"),
                                get(data, "orthanc_harden_docker_insecure"))
     if problem:

@@ -7,7 +7,7 @@ import json
 from pyinfra import host
 from pyinfra.api import FunctionCommand, HiddenValue, OperationValueError, QuoteString, StringCommand, operation
 
-from .. import outcomes, planned, restarts
+from .. import outcomes, planned, restarts, settings
 from ..facts.orthanc import OrthancAuthPlan
 from ..checks.health import GATE_TIMEOUT, gate_target, restart_after_upgrade, restart_and_gate
 from ..masking import SecretStdin
@@ -27,7 +27,7 @@ def check_users(users: dict, users_mode: str) -> None:
     for name, password in users.items():
         if not isinstance(password, HiddenValue):
             raise OperationValueError(f"the password of user {name!r} must be a pyinfra HiddenValue")
-        if not isinstance(name, str) or not name or ":" in name or not password.unmask():
+        if not settings.user_name(name) or not password.unmask():
             raise OperationValueError(f"user {name!r}: names must be non-empty without ':' and passwords non-empty")
         for what, value in (("name", name), ("password", password.unmask())):
             problem = _unwritable(value)

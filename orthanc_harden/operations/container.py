@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from docker.errors import DockerException
 from pyinfra import host
 from pyinfra.api import FunctionCommand, OperationValueError, operation
@@ -124,11 +122,9 @@ def orthanc(
         check_users(users, users_mode)
     if compose not in ("refuse", "recreate"):
         raise OperationValueError(f"compose must be 'refuse' or 'recreate', not {compose!r}")
-    if publish_address is not None:
-        try:
-            ipaddress.ip_address(publish_address)
-        except ValueError:
-            raise OperationValueError(f"publish_address {publish_address!r} is not an IP address") from None
+    problem = settings.publish_address_problem(publish_address) if publish_address is not None else None
+    if problem:
+        raise OperationValueError(f"publish_address {problem}")
     control = f"container {container}"
     try:
         client = engine.of_host(host)
@@ -149,10 +145,10 @@ def orthanc(
         host.noop(message)
         return
     try:
-        settings, diffs = describe(client, plan)
+        described, diffs = describe(client, plan)
     except DockerException as err:  # what a dry run shows is not worth failing the change for
-        settings, diffs = {"plan": {"from": "?", "to": f"not described: {str(err).splitlines()[0][:120]}"}}, {}
-    planned.record(host.name, "containers", container, {"container": container, "settings": settings})
+        described, diffs = {"plan": {"from": "?", "to": f"not described: {str(err).splitlines()[0][:120]}"}}, {}
+    planned.record(host.name, "containers", container, {"container": container, "settings": described})
     for path, diff in diffs.items():
         planned.show_diff(host, path, diff)
     yield FunctionCommand(_apply, (container, users, users_mode, floor, image, compose, upgrade, publish_address,
