@@ -14,12 +14,11 @@ import tarfile
 import time
 import urllib.parse
 
-import requests
 
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from .. import direct_http, versions
-from ..checks.health import wait_for_auth
+from .. import versions
+from ..checks.health import answering, wait_for_auth
 from . import inspection, spec
 from .assess import PARKED_SUFFIX, Assessment, ConfigFile, digest_matches, in_mount, parked
 
@@ -120,7 +119,7 @@ def _gate(client, name: str, probe_url: str | None, gate: dict, floor: str) -> t
     if not probe_url:
         ok, detail = False, "no URL to check Orthanc's HTTP port (set orthanc_harden_probe_urls)"
     elif gate["user"] is None:
-        ok, detail = _answering(probe_url, gate["timeout"])
+        ok, detail = answering(probe_url, gate["timeout"])
     else:
         ok, detail = wait_for_auth(probe_url, gate["user"], gate["password"].unmask(), gate["timeout"])
     if not ok:
@@ -131,16 +130,6 @@ def _gate(client, name: str, probe_url: str | None, gate: dict, floor: str) -> t
         return False, f"Orthanc {version} answers but is below {floor}"
     return True, f"{detail}, Orthanc {version}"
 
-
-def _answering(url: str, timeout: float) -> tuple[bool, str]:
-    """Authentication not managed here: Orthanc answering at all is the gate."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return True, f"answering ({direct_http.get(f'{url}/system', timeout=5).status_code})"
-        except requests.RequestException:
-            time.sleep(1)
-    return False, f"{url} did not answer within {timeout:.0f}s"
 
 
 def ensure_image(client, reference: str, pull_timeout: int = 600) -> str:

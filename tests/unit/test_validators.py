@@ -51,3 +51,37 @@ def test_publish_address_in_the_settings_and_the_container_operation(address, pr
             commands = list(container.orthanc._inner(container="pacs", users={"radiology": HiddenValue("pw")},
                                                      publish_address=address))
         assert [c.args[:2] for c in commands] == [("container pacs", f"container pacs: publish_address {problem}")]
+
+
+def test_one_wait_for_orthanc_answering_serves_package_hosts_and_containers():
+    """health.answering is the control node's one bounded wait for an answer (any status), package hosts and
+    containers alike (#22); 127.0.0.1 only."""
+    import http.server
+    import socket
+    import threading
+
+    from orthanc_harden.checks import health
+    from orthanc_harden.docker import replace
+
+    class Locked(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server hook
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Locked)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert health.answering(url, 5) == (True, "answering (401)")
+        assert health._answering(None, {"url": url}, 5) is True
+        assert replace.answering is health.answering
+    finally:
+        server.shutdown()
+        server.server_close()
+    with socket.socket() as sock:  # a port nothing listens on: bound, never listening
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        assert health.answering(closed, 1.5) == (False, f"{closed} did not answer within 2s")
