@@ -258,7 +258,7 @@ def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int
         reusable = {h: found for h, found in host_states.items() if not dry and _unchanged(state, h)}
         shared: list[dict] = []
         rows = audit.in_waves(hosts, lambda h: _safe_row(h, h in failed, pyinfra_lines, dry, plans.get(h, []),
-                                                               reusable.get(h), shared), parallel)
+                                                           reusable.get(h), shared), parallel)
     finally:
         state.set_stage(StateStage.Disconnect)
         for host in hosts:

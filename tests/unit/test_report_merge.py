@@ -127,7 +127,7 @@ def test_reports_without_an_inventory_digest_compare_by_path():
 def test_audit_and_remediate_reports_are_never_one_table(allow_mixed):
     remediation = _shard_reports(count=1)[0]
     audited = ("audit.json", audit.report([_audit_row(h) for h in FLEET], "/config/fleet.py", time.time(),
-                                              _chosen(None)))
+                                          _chosen(None)))
     with pytest.raises(MergeError, match="audit.json is a audit report and shard-1.json a remediate report"):
         merge([remediation, audited], allow_mixed=allow_mixed)
     with pytest.raises(MergeError, match="dry plan"):
