@@ -10,6 +10,8 @@ import re
 import sys
 from pathlib import Path
 
+from . import readme_table
+
 PACKAGE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- BEGIN LAYOUT -->", "<!-- END LAYOUT -->"
 # The programs sent to hosts go as their text on the command line (python3 -c): they open with a comment, not a
@@ -51,16 +53,8 @@ def markdown_table() -> str:
 
 def update_readme(path: Path) -> bool:
     """Rewrite the table between the markers; True when the file changed."""
-    text = path.read_text()
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    new = pattern.sub(lambda _m: f"{BEGIN}\n{markdown_table()}{END}", text)
-    if new != text:
-        path.write_text(new)
-    return new != text
+    return readme_table.update(path, BEGIN, END, markdown_table())
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--update-readme"]:
-        update_readme(Path("README.md"))
-    else:
-        sys.stdout.write(markdown_table())
+    readme_table.command_line(sys.argv[1:], BEGIN, END, markdown_table)

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import readme_table
 from .orthanc import FLOOR
 
 PREFIX = "orthanc_harden_"
@@ -290,16 +291,8 @@ def markdown_table() -> str:
 
 def update_readme(path: Path) -> bool:
     """Rewrite the table between the markers; True when the file changed."""
-    text = path.read_text()
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    new = pattern.sub(lambda _m: f"{BEGIN}\n{markdown_table()}{END}", text)
-    if new != text:
-        path.write_text(new)
-    return new != text
+    return readme_table.update(path, BEGIN, END, markdown_table())
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--update-readme"]:
-        update_readme(Path("README.md"))
-    else:
-        sys.stdout.write(markdown_table())
+    readme_table.command_line(sys.argv[1:], BEGIN, END, markdown_table)
