@@ -9,7 +9,7 @@ fleet is compliant, use `orthanc-harden audit INVENTORY`.
 from pyinfra import host, logger
 
 from orthanc_harden.audit import words
-from orthanc_harden.audit.run import audit_host
+from orthanc_harden.runs.audit import audit_host
 from orthanc_harden.operations import report
 
 for _row in audit_host(host):

@@ -63,7 +63,8 @@ def _lab_down(args) -> int:
 
 
 def _audit(args) -> int:
-    from .audit import render, run
+    from .audit import render
+    from .runs import audit
 
     total = None
 
@@ -82,7 +83,7 @@ def _audit(args) -> int:
         progress.start()
         task = progress.add_task("auditing", total=total)
     try:
-        report = run.audit(args.inventory, limit=args.limit, parallel=args.parallel, on_host=progress_line,
+        report = audit.audit(args.inventory, limit=args.limit, parallel=args.parallel, on_host=progress_line,
                            shard=args.shard)
     finally:
         if progress is not None:
@@ -127,7 +128,7 @@ def _write_json(report: dict, destination: str | None, text: str | None = None) 
 
 
 def _remediate(args) -> int:
-    from . import remediate
+    from .runs import remediate
     from .audit.render import remediation_table
 
     progress = None
@@ -164,7 +165,7 @@ def _remediate(args) -> int:
 def _scheduled_run(args) -> int:
     from pathlib import Path
 
-    from .scheduled import scheduled_run
+    from .runs.scheduled import scheduled_run
 
     code, line = scheduled_run(args.mode, args.inventory, Path(args.report_dir), args.keep, args.parallel,
                                shard=args.shard)
@@ -234,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     _shard_argument(timed)
     timed.set_defaults(handler=_scheduled_run)
 
-    from .report_merge import add_command as add_report_command
+    from .runs.report_merge import add_command as add_report_command
 
     add_report_command(commands, out, err)
 
@@ -268,9 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         from gevent import monkey
 
         monkey.patch_all()
-    from .audit.run import InventoryError
+    from .runs.audit import InventoryError
     from .lab.errors import LabError
-    from .shard import ShardError, parse
+    from .runs.shard import ShardError, parse
 
     args = build_parser().parse_args(argv)
     if words[:1] != ["lab"]:

@@ -17,11 +17,12 @@ from pyinfra.api.deploy import deploy
 
 from docker.errors import DockerException
 
-from . import container_assess, engines, hostkeys, outcomes, settings
-from .audit import containers
+from . import hostkeys, outcomes, settings
+from .docker import assess, engine, inspection
 from .facts.orthanc import OrthancHostState
 from .operations import auth, container, firewall, report, schedule, upgrade
 from .operations.isolation import host_deploy
+from .orthanc import DICOM_PORT, HTTP_PORT
 from .secrets import RUN_CACHE, SecretError
 
 PACKAGED_BINARY = "/usr/sbin/Orthanc"
@@ -36,7 +37,7 @@ def _values(state: dict, config_path: str) -> dict:
 
 
 def _http_port(state: dict, config_path: str) -> int:
-    return _values(state, config_path).get("HttpPort", 8042)
+    return _values(state, config_path).get("HttpPort", HTTP_PORT)
 
 
 def _probe_url(state: dict, unit: str | None) -> str | None:
@@ -119,7 +120,7 @@ def upgrade_packages(state: dict | None = None, restart: bool = True, compliance
     state = state if state is not None else host.get_fact(OrthancHostState)
     units = sorted(u["unit"] for u in state.get("units", []) if u.get("binary") == PACKAGED_BINARY)
     packaged = [u for u in state.get("units", []) if u["unit"] in units]
-    http_port = _http_port(state, packaged[0]["config_path"]) if packaged else 8042
+    http_port = _http_port(state, packaged[0]["config_path"]) if packaged else HTTP_PORT
     upgrade.package(
         name="Orthanc package at the version floor",
         floor=settings.get(host.data, "orthanc_harden_min_version"),
@@ -178,9 +179,9 @@ def _ports(state: dict) -> list[int]:
     for unit in state.get("units", []):
         values = _values(state, unit["config_path"])
         if values.get("HttpServerEnabled", True):
-            ports.add(values.get("HttpPort", 8042))
+            ports.add(values.get("HttpPort", HTTP_PORT))
         if values.get("DicomServerEnabled", True):
-            ports.add(values.get("DicomPort", 4242))
+            ports.add(values.get("DicomPort", DICOM_PORT))
     return sorted(p for p in ports if isinstance(p, int))
 
 
@@ -248,9 +249,9 @@ def containers_fixed():
         if users is None:
             return
     try:
-        client = engines.of_host(host)
+        client = engine.of_host(host)
         found = client.containers.list(all=True, filters=settings.get(data, "orthanc_harden_docker_filters") or {})
-    except (engines.EngineError, DockerException) as err:
+    except (engine.EngineError, DockerException) as err:
         report.failed(name="Docker engine", control="docker", message=str(err).splitlines()[0])
         return
     images = settings.get(data, "orthanc_harden_docker_images")
@@ -258,11 +259,11 @@ def containers_fixed():
     names = {c.name for c in found}
     targets = {}
     for item in found:
-        base = item.name.removesuffix(container_assess.PARKED_SUFFIX)
+        base = item.name.removesuffix(assess.PARKED_SUFFIX)
         if base == item.name or base not in names:
             targets.setdefault(base, item)
     for name, item in sorted(targets.items()):
-        kind = containers.family(item)
+        kind = inspection.family(item)
         if kind is None:
             continue
         container.orthanc(

@@ -7,12 +7,12 @@ findings (the Orthanc Book's checklist) are advisories.
 
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audit.effective import version_tuple
+from . import readme_table
+from .orthanc import FLOOR, version_tuple
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 BLOCKING = ("critical", "high")
@@ -144,7 +144,7 @@ def _checks(instance: dict, min_version: str):
     if instance.get("untrusted"):
         yield "ORTH-008", instance["untrusted"]
     version = version_tuple(instance.get("version"))
-    floor = version_tuple(min_version) or (1, 5, 8)
+    floor = version_tuple(min_version) or version_tuple(FLOOR)
     if version is not None and version < floor:
         why = "CVE-2025-0896" if version < (1, 5, 8) else f"below the configured floor {min_version}"
         yield "ORTH-001", f"version {instance['version']} ({why})"
@@ -162,7 +162,7 @@ def _checks(instance: dict, min_version: str):
         yield "ORTH-003", f"{probe.get('url')} accepts the default credentials of {users}"
 
 
-def evaluate(instance: dict, waivers: dict[str, str] | None = None, min_version: str = "1.5.8") -> list[Result]:
+def evaluate(instance: dict, waivers: dict[str, str] | None = None, min_version: str = FLOOR) -> list[Result]:
     """Failing and waived controls for one Orthanc instance (one result per control, first detail kept)."""
     waivers = waivers or {}
     results: dict[str, Result] = {}
@@ -207,16 +207,8 @@ def markdown_table() -> str:
 
 def update_readme(path: Path) -> bool:
     """Rewrite the table between the markers; True when the file changed."""
-    text = path.read_text()
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    new = pattern.sub(lambda _m: f"{BEGIN}\n{markdown_table()}{END}", text)
-    if new != text:
-        path.write_text(new)
-    return new != text
+    return readme_table.update(path, BEGIN, END, markdown_table())
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--update-readme"]:
-        update_readme(Path("README.md"))
-    else:
-        sys.stdout.write(markdown_table())
+    readme_table.command_line(sys.argv[1:], BEGIN, END, markdown_table)

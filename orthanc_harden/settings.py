@@ -15,6 +15,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import readme_table
+from .orthanc import FLOOR
+
 PREFIX = "orthanc_harden_"
 FIREWALL_BACKENDS = ("auto", "firewalld", "ufw", "nftables", "iptables")
 
@@ -33,7 +36,7 @@ class Setting:
 
 
 SETTINGS = {s.name: s for s in [
-    Setting("orthanc_harden_min_version", "1.5.8", str,
+    Setting("orthanc_harden_min_version", FLOOR, str,
             "Lowest acceptable Orthanc version (CVE-2025-0896 is fixed in 1.5.8; raise it, e.g. to `1.12.0`)."),
     Setting("orthanc_harden_upgrade_version", None, str,
             "Pin the package version to upgrade to (`1.10.1` or an exact `1.10.1+dfsg-2+deb12u1`) instead of the "
@@ -185,6 +188,35 @@ def unknown_settings(data) -> list[str]:
     return problems
 
 
+# One check per input, used by validate() and by the operations alike; each caller names its own key.
+def tcp_port(value) -> bool:
+    """A TCP port number, 1-65535 (a bool is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
+
+
+def network(value) -> str | None:
+    """`value` as an IPv4 or IPv6 network (host bits allowed: "10.1.2.3/8" is 10.0.0.0/8), or None."""
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except (TypeError, ValueError):
+        return None
+
+
+def publish_address_problem(value: str) -> str | None:
+    """What is wrong with an address to publish Orthanc's ports on, or None: it must be one address, not every one."""
+    try:
+        if ipaddress.ip_address(value).is_unspecified:
+            return f"{value} is every address: name one"
+    except ValueError:
+        return f"{value!r} is not an IPv4 or IPv6 address"
+    return None
+
+
+def user_name(value) -> bool:
+    """Usable as an Orthanc user name in HTTP basic authentication: non-empty text without ':'."""
+    return isinstance(value, str) and bool(value) and ":" not in value
+
+
 def validate(data) -> list[str]:
     """One line per problem in the host data; empty when it is usable."""
     from .findings import CATALOGUE
@@ -208,21 +240,16 @@ def validate(data) -> list[str]:
         problems.append("orthanc_harden_firewall_confirm_timeout must be between 10 and 3600 seconds")
     cidrs = get(data, "orthanc_harden_allowed_cidrs")
     for cidr in cidrs if isinstance(cidrs, list) else []:
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except (TypeError, ValueError):
+        if network(cidr) is None:
             problems.append(f"orthanc_harden_allowed_cidrs: {cidr!r} is not an IPv4 or IPv6 network")
     if get(data, "orthanc_harden_firewall_backend") not in FIREWALL_BACKENDS:
         problems.append(f"orthanc_harden_firewall_backend must be one of {', '.join(FIREWALL_BACKENDS)}")
     if get(data, "orthanc_harden_docker_compose") not in ("refuse", "recreate"):
         problems.append("orthanc_harden_docker_compose must be refuse or recreate")
     publish = get(data, "orthanc_harden_docker_publish_address")
-    if isinstance(publish, str):
-        try:
-            if ipaddress.ip_address(publish).is_unspecified:
-                problems.append(f"orthanc_harden_docker_publish_address {publish} is every address: name one")
-        except ValueError:
-            problems.append(f"orthanc_harden_docker_publish_address {publish!r} is not an IPv4 or IPv6 address")
+    problem = publish_address_problem(publish) if isinstance(publish, str) else None
+    if problem:
+        problems.append(f"orthanc_harden_docker_publish_address {problem}")
     problem = plain_tcp_engine(get(data, "orthanc_harden_docker_url"), get(data, "orthanc_harden_docker_tls"),
                                get(data, "orthanc_harden_docker_insecure"))
     if problem:
@@ -231,7 +258,7 @@ def validate(data) -> list[str]:
         problems.append("orthanc_harden_schedule_mode must be remediate or audit")
     shard = get(data, "orthanc_harden_schedule_shard")
     if isinstance(shard, str):
-        from .shard import ShardError, parse
+        from .runs.shard import ShardError, parse
 
         try:
             parse(shard)
@@ -264,16 +291,8 @@ def markdown_table() -> str:
 
 def update_readme(path: Path) -> bool:
     """Rewrite the table between the markers; True when the file changed."""
-    text = path.read_text()
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    new = pattern.sub(lambda _m: f"{BEGIN}\n{markdown_table()}{END}", text)
-    if new != text:
-        path.write_text(new)
-    return new != text
+    return readme_table.update(path, BEGIN, END, markdown_table())
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--update-readme"]:
-        update_readme(Path("README.md"))
-    else:
-        sys.stdout.write(markdown_table())
+    readme_table.command_line(sys.argv[1:], BEGIN, END, markdown_table)

@@ -6,7 +6,7 @@ import re
 
 from debian.debian_support import Version
 
-from .audit.effective import version_tuple
+from .orthanc import version_tuple
 
 
 def sort_key(version: str) -> Version:

@@ -1,1 +1,2 @@
-"""Read-only discovery and audit of Orthanc across an inventory."""
+"""Read-only evaluation: Orthanc instances as the probe and the engine describe them, their effective settings,
+and findings in words and tables (the fleet run itself is in runs/)."""

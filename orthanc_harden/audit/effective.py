@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import re
+from ..orthanc import DICOM_PORT, FIXED_IN, HTTP_PORT, version_tuple
 
-FIXED_AUTH_DEFAULT = (1, 5, 8)  # since 1.5.8 AuthenticationEnabled defaults to RemoteAccessAllowed
 # Defaults of Debian's Orthanc 1.10.1 for the keys the findings look at.
 DEFAULTS = {
-    "RemoteAccessAllowed": False, "HttpPort": 8042, "DicomPort": 4242, "SslEnabled": False, "WebDavEnabled": True,
-    "ExecuteLuaEnabled": False, "HttpDescribeErrors": True, "DicomAlwaysAllowEcho": True,
+    "RemoteAccessAllowed": False, "HttpPort": HTTP_PORT, "DicomPort": DICOM_PORT, "SslEnabled": False,
+    "WebDavEnabled": True, "ExecuteLuaEnabled": False, "HttpDescribeErrors": True, "DicomAlwaysAllowEcho": True,
     "DicomAlwaysAllowStore": True, "DicomAlwaysAllowFind": False, "DicomAlwaysAllowGet": False,
     "DicomAlwaysAllowMove": False, "DicomCheckCalledAet": False, "DicomServerEnabled": True,
     "HttpServerEnabled": True, "RestApiWriteToFileSystemEnabled": False,
 }
 
-
-def version_tuple(version: str | None) -> tuple[int, ...] | None:
-    """'1.10.1', '1.10.1+dfsg-2+deb12u1', '2:1.12.3-1' -> (1, 10, 1); None when no version can be read."""
-    if not version:
-        return None
-    match = re.match(r"^(?:\d+:)?(\d+)\.(\d+)(?:\.(\d+))?", version.strip())
-    if not match:
-        return None
-    return tuple(int(part or 0) for part in match.groups())
 
 
 def effective(files: list[dict], version: str | None) -> dict:
@@ -48,7 +38,7 @@ def effective(files: list[dict], version: str | None) -> dict:
     if "AuthenticationEnabled" not in values:
         parsed = version_tuple(version)
         # Unknown version: assume the pre-1.5.8 default (off), the unsafe reading.
-        fixed = bool(parsed and parsed >= FIXED_AUTH_DEFAULT)
+        fixed = bool(parsed and parsed >= version_tuple(FIXED_IN))
         merged["AuthenticationEnabled"] = fixed and bool(merged["RemoteAccessAllowed"])
     return {
         "effective": merged,

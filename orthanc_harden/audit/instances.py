@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from ..orthanc import CONFIG_DIR
 from . import effective
 
 DEFAULT_UNIT_GROUP = {"orthanc": "orthanc"}
@@ -39,10 +40,10 @@ def from_host_state(host_name: str, host_state: dict) -> list[dict]:
     package = host_state.get("package", {})
     if not runners and (package.get("version") or host_state.get("binaries")):
         runners = [("package", {"unit": None, "binary": next(iter(host_state.get("binaries") or {}), None),
-                                "config_path": "/etc/orthanc", "user": "orthanc"})]
+                                "config_path": CONFIG_DIR, "user": "orthanc"})]
     seen, instances = set(), []
     for origin, runner in runners:
-        config_path = runner.get("config_path") or "/etc/orthanc"
+        config_path = runner.get("config_path") or CONFIG_DIR
         key = (runner.get("binary"), config_path, runner.get("pid") if runner.get("untrusted") else None)
         if key in seen:
             continue

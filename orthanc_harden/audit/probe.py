@@ -5,10 +5,10 @@ from __future__ import annotations
 import requests
 
 from .. import direct_http
+from ..orthanc import DEFAULT_CREDENTIALS
 
 
 REALM = "Orthanc Secure Area"
-KNOWN_DEFAULTS = [("orthanc", "orthanc"), ("demo", "demo")]
 TIMEOUT = 5.0
 
 
@@ -27,7 +27,7 @@ def probe(url: str) -> dict:
     elif response.status_code == 401:
         challenge = response.headers.get("WWW-Authenticate", "")
         result["realm"] = REALM if REALM in challenge else challenge or None
-        for user, password in KNOWN_DEFAULTS:
+        for user, password in DEFAULT_CREDENTIALS:
             try:
                 answer = direct_http.get(f"{url.rstrip('/')}/system", auth=(user, password), timeout=TIMEOUT)
             except requests.RequestException:

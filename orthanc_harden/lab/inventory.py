@@ -39,7 +39,7 @@ def groups(lab: str = state.DEFAULT_LAB) -> dict[str, list]:
         for entry in data["hosts"]
     ]
     # The lab's Orthanc containers run on this machine's engine: the control node reaches it over the unix socket,
-    # as an engine-only host (no shell; see orthanc_harden.connector).
+    # as an engine-only host (no shell; see orthanc_harden.docker.connector).
     container_engines = []
     if data["containers"]:
         container_engines.append((f"@dockerengine/{lab}-engine", {

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .. import engines
+from ..docker import engine as engine_client
 from . import engine
 from .errors import LabError
 
@@ -110,9 +110,9 @@ def start(directory: Path, port: int, bridge: str, gateway: str, say: Callable[[
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            engines.connect(url, tls, timeout=5).close()
+            engine_client.connect(url, tls, timeout=5).close()
             return url, tls
-        except engines.EngineError:
+        except engine_client.EngineError:
             time.sleep(0.5)
     why = f"exited with status {proc.returncode}" if proc.poll() is not None else "did not answer in time"
     if proc.poll() is None:

@@ -1,0 +1,1 @@
+"""pyinfra operations, one per state they ensure: authentication, upgrade, firewall, container, schedule."""

@@ -7,11 +7,12 @@ import json
 from pyinfra import host
 from pyinfra.api import FunctionCommand, HiddenValue, OperationValueError, QuoteString, StringCommand, operation
 
-from .. import outcomes, planned, restarts
+from .. import outcomes, planned, restarts, settings
 from ..facts.orthanc import OrthancAuthPlan
+from ..checks.health import GATE_TIMEOUT, gate_target, restart_after_upgrade, restart_and_gate
 from ..masking import SecretStdin
+from ..orthanc import CONFIG_DIR, HTTP_PORT
 from ..remote import program
-from .health import GATE_TIMEOUT, gate_target, restart_after_upgrade, restart_and_gate
 from .isolation import host_step
 from .report import failing
 
@@ -26,7 +27,7 @@ def check_users(users: dict, users_mode: str) -> None:
     for name, password in users.items():
         if not isinstance(password, HiddenValue):
             raise OperationValueError(f"the password of user {name!r} must be a pyinfra HiddenValue")
-        if not isinstance(name, str) or not name or ":" in name or not password.unmask():
+        if not settings.user_name(name) or not password.unmask():
             raise OperationValueError(f"user {name!r}: names must be non-empty without ':' and passwords non-empty")
         for what, value in (("name", name), ("password", password.unmask())):
             problem = _unwritable(value)
@@ -61,12 +62,12 @@ def _request(users: dict, config_path: str, users_mode: str, disable_remote_acce
 @host_step("auth")
 def authentication(
     users: dict,
-    config_path: str = "/etc/orthanc",
+    config_path: str = CONFIG_DIR,
     service: str = "orthanc.service",
     users_mode: str = "exact",
     disable_remote_access: bool = False,
     probe_url: str | None = None,
-    http_port: int = 8042,
+    http_port: int = HTTP_PORT,
     restart: bool = True,
     gate_timeout: float = GATE_TIMEOUT,
     ssl_certificate: str | None = None,

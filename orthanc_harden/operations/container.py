@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from docker.errors import DockerException
 from pyinfra import host
 from pyinfra.api import FunctionCommand, OperationValueError, operation
 
-from .. import container_plan, container_replace, engines, outcomes, planned, settings
-from ..container_assess import assess
+from .. import outcomes, planned, settings
+from ..docker import engine, replace
+from ..docker.assess import assess
+from ..docker.plan import describe
+from ..orthanc import FLOOR
 from .auth import check_users
-from .health import GATE_TIMEOUT
+from ..checks.health import GATE_TIMEOUT
 from .isolation import host_step
 from .report import fail_host, failing
 
@@ -29,8 +30,8 @@ def _apply(state, host, container: str, users, users_mode, floor, image, compose
            gate_timeout):
     control = f"container {container}"
     try:
-        client = engines.of_host(host)
-        resumed = container_replace.resume_parked(client, container)
+        client = engine.of_host(host)
+        resumed = replace.resume_parked(client, container)
         plan = assess(client, container, _plain(users), users_mode, floor, image, compose, upgrade,
                       publish_address)
         if plan.error:
@@ -45,10 +46,10 @@ def _apply(state, host, container: str, users, users_mode, floor, image, compose
         gate = {"user": first, "password": users[first] if users else None, "timeout": gate_timeout,
                 "engine_url": settings.get(host.data, "orthanc_harden_docker_url")}
         if plan.recreate:
-            detail = container_replace.recreate(client, plan, probe_url, gate, floor)
+            detail = replace.recreate(client, plan, probe_url, gate, floor)
         else:
-            detail = container_replace.in_place(client, plan, probe_url, gate)
-    except (container_replace.ReplaceError, engines.EngineError) as err:
+            detail = replace.in_place(client, plan, probe_url, gate)
+    except (replace.ReplaceError, engine.EngineError) as err:
         return fail_host(host, control, f"container {container}: {err}")
     except DockerException as err:  # before the first change (inspecting the old image...): one line, no traceback
         return fail_host(host, control, f"container {container}: engine error: {str(err).splitlines()[0][:200]}")
@@ -66,7 +67,7 @@ def orthanc(
     container: str,
     users: dict | None,
     image: str | None = None,
-    floor: str = "1.5.8",
+    floor: str = FLOOR,
     users_mode: str = "exact",
     compose: str = "refuse",
     upgrade: bool = True,
@@ -121,17 +122,15 @@ def orthanc(
         check_users(users, users_mode)
     if compose not in ("refuse", "recreate"):
         raise OperationValueError(f"compose must be 'refuse' or 'recreate', not {compose!r}")
-    if publish_address is not None:
-        try:
-            ipaddress.ip_address(publish_address)
-        except ValueError:
-            raise OperationValueError(f"publish_address {publish_address!r} is not an IP address") from None
+    problem = settings.publish_address_problem(publish_address) if publish_address is not None else None
+    if problem:
+        raise OperationValueError(f"publish_address {problem}")
     control = f"container {container}"
     try:
-        client = engines.of_host(host)
+        client = engine.of_host(host)
         plan = assess(client, container, _plain(users), users_mode, floor, image, compose, upgrade,
                       publish_address)
-    except engines.EngineError as err:
+    except engine.EngineError as err:
         outcomes.record(host.name, control, "failed", str(err))
         yield failing(control, str(err))
         return
@@ -146,10 +145,10 @@ def orthanc(
         host.noop(message)
         return
     try:
-        settings, diffs = container_plan.describe(client, plan)
+        described, diffs = describe(client, plan)
     except DockerException as err:  # what a dry run shows is not worth failing the change for
-        settings, diffs = {"plan": {"from": "?", "to": f"not described: {str(err).splitlines()[0][:120]}"}}, {}
-    planned.record(host.name, "containers", container, {"container": container, "settings": settings})
+        described, diffs = {"plan": {"from": "?", "to": f"not described: {str(err).splitlines()[0][:120]}"}}, {}
+    planned.record(host.name, "containers", container, {"container": container, "settings": described})
     for path, diff in diffs.items():
         planned.show_diff(host, path, diff)
     yield FunctionCommand(_apply, (container, users, users_mode, floor, image, compose, upgrade, publish_address,

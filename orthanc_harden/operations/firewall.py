@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import secrets
 from io import StringIO
@@ -10,9 +9,9 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.api import FunctionCommand, OperationValueError, QuoteString, StringCommand, operation
 
-from .. import fresh_ssh, outcomes, planned
+from .. import fresh_ssh, outcomes, planned, settings
 from ..settings import FIREWALL_BACKENDS as BACKENDS
-from ..connector import DockerEngineConnector
+from ..docker.connector import DockerEngineConnector
 from ..facts.orthanc import OrthancFirewallPlan
 from ..remote import program
 from . import hostcmd
@@ -28,19 +27,18 @@ def request_for(ports, cidrs, backend, enable, allow_empty, ssh_port, docker=Fal
         raise OperationValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     clean_ports = []
     for port in ports:
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        if not settings.tcp_port(port):
             raise OperationValueError(f"port {port!r} is not a TCP port (1-65535)")
         clean_ports.append(port)
     networks = []
     for cidr in cidrs:
-        try:
-            networks.append(str(ipaddress.ip_network(cidr, strict=False)))
-        except ValueError:
-            raise OperationValueError(f"{cidr!r} is not an IPv4 or IPv6 network (CIDR)") from None
+        network = settings.network(cidr)
+        if network is None:
+            raise OperationValueError(f"{cidr!r} is not an IPv4 or IPv6 network (CIDR)")
+        networks.append(network)
     if not networks and not allow_empty:
         raise OperationValueError("no allowed CIDRs: that cuts off every client; pass allow_empty=True to mean it")
-    if ssh_port is not None and (isinstance(ssh_port, bool) or not isinstance(ssh_port, int)
-                                 or not 0 < ssh_port < 65536):
+    if ssh_port is not None and not settings.tcp_port(ssh_port):
         raise OperationValueError(f"ssh_port {ssh_port!r} is not a TCP port (1-65535)")
     if ssh_port in clean_ports:
         raise OperationValueError(f"port {ssh_port} is SSH's: restricting it could lock everyone out")

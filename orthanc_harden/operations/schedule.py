@@ -115,7 +115,7 @@ def timer(
     if not isinstance(keep, int) or keep < 1:
         raise OperationValueError(f"keep must be a positive number of reports, not {keep!r}")
     if shard is not None:
-        from ..shard import ShardError, parse
+        from ..runs.shard import ShardError, parse
 
         try:
             parse(shard)

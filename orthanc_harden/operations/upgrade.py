@@ -8,15 +8,14 @@ from pyinfra import host, state
 from pyinfra.api import FunctionCommand, OperationValueError, operation
 
 from .. import outcomes, planned
-from ..audit.effective import version_tuple
+from ..orthanc import CONFIG_DIR, FLOOR, HTTP_PORT, version_tuple
 from ..facts.packages import APT_STAMP, RPM_STAMP, OrthancPackages, OrthancPackagesOffered
 from ..versions import at_least, matches_pin, newer, sort_key
-from . import verify
+from ..checks import verify
 from .isolation import host_step
 from .report import failing
 
 
-FLOOR = "1.5.8"
 CONTROL = "upgrade"
 
 _HOLD_HINT = {
@@ -136,9 +135,9 @@ def package(
     lock_timeout: int = 120,
     services: tuple[str, ...] | list[str] = ("orthanc.service",),
     binary: str = "/usr/sbin/Orthanc",
-    config_dir: str = "/etc/orthanc",
+    config_dir: str = CONFIG_DIR,
     probe_url: str | None = None,
-    http_port: int = 8042,
+    http_port: int = HTTP_PORT,
     installed: str | None = None,
     replaced: tuple[str, ...] | list[str] = (),
     restart: bool = True,

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from pyinfra.api import HiddenValue
 
+from .. import settings
+
 SCHEMES = ("env", "file", "vault", "bao", "ansible-vault", "sops", "pass")
 
 
@@ -81,7 +83,7 @@ def users_from(value, ref: Reference) -> dict[str, HiddenValue]:
         raise SecretError(f"{ref.text}: expected a non-empty mapping of user name to password")
     users = {}
     for name, password in value.items():
-        if not isinstance(name, str) or not name or ":" in name:
+        if not settings.user_name(name):
             raise SecretError(f"{ref.text}: user names must be non-empty strings without ':' (HTTP basic auth)")
         if not isinstance(password, str) or not password:
             raise SecretError(f"{ref.text}: the password of user {name!r} must be a non-empty string")

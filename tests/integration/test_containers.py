@@ -16,7 +16,7 @@ import docker
 import pytest
 import requests
 
-from orthanc_harden import container_spec
+from orthanc_harden.docker import spec
 from orthanc_harden.lab import app_images, engine, registry
 from orthanc_harden.lab import fleet as fleet_lab
 from tests.conftest import run_cli, unavailable
@@ -179,8 +179,8 @@ def test_recreate_keeps_data_and_settings_enables_auth_and_is_idempotent(fleet, 
     after = {name: client.api.inspect_container(name) for name in before}
     for name in ("t-jodogne", "t-team"):
         assert after[name]["Id"] != before[name]["Id"], f"{name} was recreated"
-        assert container_spec.preserved_view(after[name], client.api.inspect_image(after[name]["Image"])) == \
-            container_spec.preserved_view(before[name], client.api.inspect_image(before[name]["Image"])), name
+        assert spec.preserved_view(after[name], client.api.inspect_image(after[name]["Image"])) == \
+            spec.preserved_view(before[name], client.api.inspect_image(before[name]["Image"])), name
         assert after[name]["Config"]["Image"] != before[name]["Config"]["Image"]
         assert wait_http(PORTS[name], want=401) == 401
         assert wait_http(PORTS[name], auth=("radiology", CANARY.encode()), want=200) == 200

@@ -11,7 +11,7 @@ import stat
 
 import pytest
 
-from orthanc_harden.engines import connect
+from orthanc_harden.docker.engine import connect
 from orthanc_harden.lab import app_images, engine, tls_engine
 from tests.conftest import unavailable
 from tests.integration.dockerlab import ENGINES_INVENTORY, clean, config_dir, rows as host_rows, run_engines, wait_http

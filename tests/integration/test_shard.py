@@ -14,7 +14,7 @@ import docker
 import pytest
 import requests
 
-from orthanc_harden.shard import shard_of
+from orthanc_harden.runs.shard import shard_of
 from tests.conftest import ROOT, run_cli
 from tests.integration.conftest import fresh_lab
 from tests.integration.hosts_fleet import anonymous, break_config, orthanc_starts, repair_config

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orthanc_harden.audit import containers, effective, instances
+from orthanc_harden.audit import effective, instances
+from orthanc_harden.docker import inspection
 from orthanc_harden.facts.orthanc import NO_PYTHON, OrthancHostState
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -85,21 +86,21 @@ def test_explicit_authentication_wins_over_the_default():
 
 def test_container_named_volume_and_bind_mounted_config():
     container = FakeContainer("inspect-named-volume.json")
-    assert containers.family(container) == "other"
-    assert containers.config_dir(container) == "/etc/orthanc/"
-    assert containers.storage(container, "/var/lib/orthanc/db") == {
+    assert inspection.family(container) == "other"
+    assert inspection.config_dir(container) == "/etc/orthanc/"
+    assert inspection.storage(container, "/var/lib/orthanc/db") == {
         "type": "named-volume", "path": "/var/lib/orthanc/db", "name": "ohlab-default-docker-1-db"}
 
 
 def test_container_orthancteam_env_and_anonymous_volume():
     container = FakeContainer("inspect-orthancteam-anonymous.json")
-    assert containers.family(container) == "orthancteam"
-    store = containers.storage(container, "/var/lib/orthanc/db")
+    assert inspection.family(container) == "orthancteam"
+    store = inspection.storage(container, "/var/lib/orthanc/db")
     assert store["type"] == "anonymous-volume" and len(store["name"]) == 64
-    files, secrets = containers.env_config(container.attrs["Config"]["Env"])
+    files, secrets = inspection.env_config(container.attrs["Config"]["Env"])
     assert secrets == ["ORTHANC__REGISTERED_USERS_SECRET"]
     view = effective.effective(
-        [{"path": "image-defaults", "keys": [], "values": containers.FAMILY_DEFAULTS["orthancteam"]}] + files, None)
+        [{"path": "image-defaults", "keys": [], "values": inspection.FAMILY_DEFAULTS["orthancteam"]}] + files, None)
     assert view["effective"]["AuthenticationEnabled"] is False  # the env overrides the image default
     assert view["effective"]["RemoteAccessAllowed"] is True
     assert view["users"] == ["demo"] and view["default_credentials"] == ["demo"]
@@ -108,8 +109,8 @@ def test_container_orthancteam_env_and_anonymous_volume():
 
 def test_container_writable_layer_storage():
     container = FakeContainer("inspect-writable-layer.json")
-    assert containers.family(container) == "other"
-    assert containers.storage(container, "/var/lib/orthanc/db") == {"type": "writable-layer",
+    assert inspection.family(container) == "other"
+    assert inspection.storage(container, "/var/lib/orthanc/db") == {"type": "writable-layer",
                                                                     "path": "/var/lib/orthanc/db"}
 
 

@@ -10,7 +10,8 @@ from pyinfra.context import ctx_host
 
 from orthanc_harden.facts.orthanc import OrthancAuthPlan
 from orthanc_harden import restarts
-from orthanc_harden.operations import auth, health, report
+from orthanc_harden.checks import health
+from orthanc_harden.operations import auth, report
 
 PASSWORD = "Spec-Canary-pw-81"
 

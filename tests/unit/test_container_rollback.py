@@ -1,4 +1,4 @@
-"""container_replace.recreate: a failure at any step, the stop and the rename included, puts the old container back
+"""replace.recreate: a failure at any step, the stop and the rename included, puts the old container back
 running under its name (#17); volumes are never removed."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from docker.errors import APIError
 
-from orthanc_harden import container_replace, container_spec
-from orthanc_harden.container_assess import Assessment
+from orthanc_harden.docker import replace, spec
+from orthanc_harden.docker.assess import Assessment
 
 NAME = "pacs"
 
@@ -69,15 +69,15 @@ class FakeEngine:
 
 @pytest.fixture(autouse=True)
 def no_spec(monkeypatch):
-    monkeypatch.setattr(container_spec, "create_body", lambda *args: {})
-    monkeypatch.setattr(container_spec, "networks", lambda attrs: ({}, {}))
+    monkeypatch.setattr(spec, "create_body", lambda *args: {})
+    monkeypatch.setattr(spec, "networks", lambda attrs: ({}, {}))
 
 
 def test_a_rename_that_fails_after_the_stop_starts_the_old_container_again():
     engine = FakeEngine(taken={f"{NAME}-orthanc-harden-old"})  # taken since the plan was made
     plan = Assessment(NAME, "orthancteam", "1.10.1", "orthancteam/orthanc:24.1.2", auth="recreate")
-    with pytest.raises(container_replace.ReplaceError) as failure:
-        container_replace.recreate(engine, plan, None, {"user": None, "timeout": 1}, "1.5.8")
+    with pytest.raises(replace.ReplaceError) as failure:
+        replace.recreate(engine, plan, None, {"user": None, "timeout": 1}, "1.5.8")
     old = engine.containers.get(f"id-{NAME}")
     assert old.status == "running" and old.name == NAME
     assert engine.calls == [("stop", NAME), ("rename", f"{NAME}-orthanc-harden-old"), ("start", NAME)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orthanc_harden import container_spec
+from orthanc_harden.docker import spec
 
 IMAGE = {"Config": {
     "Env": ["PATH=/usr/bin", "ORTHANC__NAME=image-default"], "Labels": {"vendor": "orthanc"},
@@ -34,7 +34,7 @@ def _container(**config) -> dict:
 
 
 def test_image_defaults_are_subtracted_and_user_settings_kept():
-    config = container_spec.user_config(_container(), IMAGE)
+    config = spec.user_config(_container(), IMAGE)
     assert config["Env"] == ["SITE=east"]
     assert config["Labels"] == {"pacs": "east"}
     assert config["Volumes"] is None
@@ -44,12 +44,12 @@ def test_image_defaults_are_subtracted_and_user_settings_kept():
 
 
 def test_user_entrypoint_and_hostname_are_carried():
-    config = container_spec.user_config(_container(Entrypoint=["/bin/Orthanc"], Hostname="pacs-east"), IMAGE)
+    config = spec.user_config(_container(Entrypoint=["/bin/Orthanc"], Hostname="pacs-east"), IMAGE)
     assert config["Entrypoint"] == ["/bin/Orthanc"] and config["Hostname"] == "pacs-east"
 
 
 def test_anonymous_volumes_are_bound_by_name_and_named_binds_kept():
-    body = container_spec.create_body(_container(), IMAGE, "orthancteam/orthanc:24.1.2",
+    body = spec.create_body(_container(), IMAGE, "orthancteam/orthanc:24.1.2",
                                       {"ORTHANC__AUTHENTICATION_ENABLED": "true", "SITE": None})
     assert body["Image"] == "orthancteam/orthanc:24.1.2"
     assert body["HostConfig"]["Binds"] == ["/srv/orthanc/etc:/etc/orthanc:ro", f"{'4f1e' * 16}:/var/lib/orthanc/db"]
@@ -59,13 +59,13 @@ def test_anonymous_volumes_are_bound_by_name_and_named_binds_kept():
 
 
 def test_networks_keep_aliases_and_static_addresses_without_the_engine_alias():
-    primary, extra = container_spec.networks(_container())
+    primary, extra = spec.networks(_container())
     assert primary == {"pacs": {"Aliases": ["orthanc"], "Links": None,
                                 "IPAMConfig": {"IPv4Address": "172.30.0.10"}}}
     assert extra == {"backup": {"Aliases": ["orthanc-backup"], "Links": None}}
     host_mode = _container()
     host_mode["HostConfig"]["NetworkMode"] = "host"
-    assert container_spec.networks(host_mode) == ({}, {})
+    assert spec.networks(host_mode) == ({}, {})
 
 
 def test_preserved_view_ignores_the_image_and_anonymous_bind_form():
@@ -75,13 +75,13 @@ def test_preserved_view_ignores_the_image_and_anonymous_bind_form():
     after["Config"]["Hostname"] = "fedcba987654"
     after["HostConfig"]["Binds"].append(f"{'4f1e' * 16}:/var/lib/orthanc/db")
     after["NetworkSettings"]["Networks"]["pacs"]["Aliases"] = ["fedcba987654", "orthanc"]
-    assert container_spec.preserved_view(after, IMAGE) == container_spec.preserved_view(before, IMAGE)
+    assert spec.preserved_view(after, IMAGE) == spec.preserved_view(before, IMAGE)
     after["HostConfig"]["RestartPolicy"] = {"Name": "no"}
-    assert container_spec.preserved_view(after, IMAGE) != container_spec.preserved_view(before, IMAGE)
+    assert spec.preserved_view(after, IMAGE) != spec.preserved_view(before, IMAGE)
 
 
 def test_orthanc_ports_come_from_the_files_then_the_environment():
-    from orthanc_harden.container_assess import ConfigFile, orthanc_ports
+    from orthanc_harden.docker.assess import ConfigFile, orthanc_ports
 
     text = "{ // comment\n \"HttpPort\": 8080, \"DicomPort\": 104 }"
     files = [ConfigFile("/etc/orthanc/orthanc.json", text, 0, 0, 0o640),
@@ -92,7 +92,7 @@ def test_orthanc_ports_come_from_the_files_then_the_environment():
 
 
 def test_rebound_moves_only_orthancs_ports_and_keeps_host_ports():
-    from orthanc_harden.container_assess import rebound
+    from orthanc_harden.docker.assess import rebound
 
     attrs = {"HostConfig": {"PortBindings": {
         "8042/tcp": [{"HostIp": "", "HostPort": "8042"}, {"HostIp": "::", "HostPort": "8042"}],
@@ -109,8 +109,8 @@ def test_rebound_moves_only_orthancs_ports_and_keeps_host_ports():
 
 def test_create_body_takes_new_port_bindings_and_keeps_the_rest():
     new = {"8042/tcp": [{"HostIp": "10.1.2.3", "HostPort": "8042"}]}
-    body = container_spec.create_body(_container(), IMAGE, "orthancteam/orthanc:24.1.2", port_bindings=new)
+    body = spec.create_body(_container(), IMAGE, "orthancteam/orthanc:24.1.2", port_bindings=new)
     assert body["HostConfig"]["PortBindings"] == new
     assert body["HostConfig"]["Memory"] == 536870912
-    assert container_spec.create_body(_container(), IMAGE, "x")["HostConfig"]["PortBindings"] == \
+    assert spec.create_body(_container(), IMAGE, "x")["HostConfig"]["PortBindings"] == \
         _container()["HostConfig"]["PortBindings"]

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from orthanc_harden.cli import build_parser
-from orthanc_harden.shard import parse
+from orthanc_harden.runs.shard import parse
 from tests.conftest import ROOT
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"

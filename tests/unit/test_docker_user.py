@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from orthanc_harden.audit import instances, run
+from orthanc_harden.audit import instances
+from orthanc_harden.runs import audit
 from orthanc_harden.remote import load
 
 
@@ -89,7 +90,7 @@ def test_ssh_hosts_are_audited_before_docker_engines_and_rows_keep_the_hosts_ord
     hosts = [SimpleNamespace(name=n, data={"orthanc_harden_docker_url": "unix://x"} if n.startswith("@") else {})
              for n in ("@dockerengine/a", "pkg-1", "@dockerengine/b", "pkg-2")]
     seen = []
-    result = run.in_waves(hosts, lambda h: seen.append(h.name) or h.name.upper(), parallel=4)
+    result = audit.in_waves(hosts, lambda h: seen.append(h.name) or h.name.upper(), parallel=4)
     assert seen[:2] == ["pkg-1", "pkg-2"] and set(seen[2:]) == {"@dockerengine/a", "@dockerengine/b"}
     assert result == ["@DOCKERENGINE/A", "PKG-1", "@DOCKERENGINE/B", "PKG-2"]
 

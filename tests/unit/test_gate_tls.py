@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from orthanc_harden.operations.health import gate_target
+from orthanc_harden.checks.health import gate_target
 from orthanc_harden.remote import program
 from tests.listener import Listener
 from tests.tls import self_signed_pem

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from orthanc_harden import __version__, remediate
-from orthanc_harden.audit import run as audit_run
-from orthanc_harden.report_merge import MergeError, merge
-from orthanc_harden.shard import Shard, selection_digest, shard_of
+from orthanc_harden import __version__
+from orthanc_harden.runs import audit, remediate
+from orthanc_harden.runs.report_merge import MergeError, merge
+from orthanc_harden.runs.shard import Shard, selection_digest, shard_of
 from tests.conftest import run_cli
 
 FLEET = [f"pacs-{i:02}" for i in range(12)]
@@ -126,8 +126,8 @@ def test_reports_without_an_inventory_digest_compare_by_path():
 @pytest.mark.parametrize("allow_mixed", [False, True])
 def test_audit_and_remediate_reports_are_never_one_table(allow_mixed):
     remediation = _shard_reports(count=1)[0]
-    audited = ("audit.json", audit_run.report([_audit_row(h) for h in FLEET], "/config/fleet.py", time.time(),
-                                              _chosen(None)))
+    audited = ("audit.json", audit.report([_audit_row(h) for h in FLEET], "/config/fleet.py", time.time(),
+                                          _chosen(None)))
     with pytest.raises(MergeError, match="audit.json is a audit report and shard-1.json a remediate report"):
         merge([remediation, audited], allow_mixed=allow_mixed)
     with pytest.raises(MergeError, match="dry plan"):
@@ -139,7 +139,7 @@ def test_audit_shards_merge_with_their_instances():
     for index in (1, 2):
         shard = Shard(index, 2)
         rows = [_audit_row(h, compliant=h != "pacs-04") for h in shard.select(FLEET)]
-        reports.append((f"a{index}.json", audit_run.report(rows, "fleet.py", time.time(), _chosen(shard))))
+        reports.append((f"a{index}.json", audit.report(rows, "fleet.py", time.time(), _chosen(shard))))
     merged = merge(reports)
     assert sorted(r["host"] for r in merged["instances"]) == FLEET
     assert merged["exit_code"] == 1 and merged["summary"]["findings"] == 1

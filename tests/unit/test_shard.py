@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orthanc_harden import scheduled
-from orthanc_harden.shard import MAX_SHARDS, Shard, ShardError, parse, shard_of
+from orthanc_harden.runs import scheduled
+from orthanc_harden.runs.shard import MAX_SHARDS, Shard, ShardError, parse, shard_of
 from tests.conftest import ROOT, run_cli
 
 names = st.lists(st.text(min_size=1, max_size=40), min_size=0, max_size=60, unique=True)
@@ -44,7 +44,7 @@ def test_the_same_partition_in_every_process():
     """Python's own hash() of a string changes with each process (PYTHONHASHSEED): runners on different machines
     would then disagree and cover hosts twice or never."""
     hosts = [f"pacs-{i}" for i in range(40)]
-    program = ("import json, sys; from orthanc_harden.shard import shard_of; "
+    program = ("import json, sys; from orthanc_harden.runs.shard import shard_of; "
                "print(json.dumps([shard_of(h, 5) for h in json.loads(sys.argv[1])]))")
     seen = set()
     for seed in ("1", "2", "3"):
@@ -84,8 +84,8 @@ _SELECT = """
 import json, sys
 from gevent import monkey
 monkey.patch_all()
-from orthanc_harden.audit.run import InventoryError, load_state
-from orthanc_harden.shard import parse
+from orthanc_harden.runs.audit import InventoryError, load_state
+from orthanc_harden.runs.shard import parse
 inventory, limit, shard = json.loads(sys.argv[1])
 try:
     state, hosts, chosen = load_state(inventory, limit, 5, parse(shard))

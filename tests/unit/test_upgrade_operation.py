@@ -12,7 +12,8 @@ from pyinfra.context import ctx_host
 
 from orthanc_harden import outcomes
 from orthanc_harden.facts.packages import OrthancPackages, parse
-from orthanc_harden.operations import report, upgrade, verify
+from orthanc_harden.checks import verify
+from orthanc_harden.operations import report, upgrade
 
 APT_FLAGS = ("DEBIAN_FRONTEND=noninteractive apt-get install -y -q --only-upgrade --no-install-recommends "
              "-o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold")

@@ -9,10 +9,11 @@ import requests
 from pyinfra.api import StringCommand
 
 from .. import direct_http, outcomes, restarts
+from ..orthanc import reported_version
 from ..versions import at_least
-from . import hostcmd
+from ..operations import hostcmd
 from .health import _answering, _log_tail, gate_target, restart_answering
-from .report import fail_host
+from ..operations.report import fail_host
 
 CONTROL = "upgrade"
 ANSWER_TIMEOUT = 90.0
@@ -63,7 +64,7 @@ def upgraded(state, host, binary: str, config_dir: str, target: str, floor: str,
         f"for u in {active}; do systemctl is-active --quiet \"$u\" && echo \"active-unit $u\"; done; true",
         _timeout=60)
     lines = output.stdout_lines
-    reported = lines[0].split()[-1] if lines and lines[0].split() else ""
+    reported = (reported_version(lines[0]) if lines else None) or ""
     if not at_least(reported, floor):
         return _fail(host, f"after installing orthanc {target}, {binary} --version says {reported or 'nothing'}")
     new_files = [line.split(" ", 1)[1] for line in lines[1:] if line.startswith("new-conffile ")]

@@ -10,7 +10,7 @@ import fcntl
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .private_files import write_private
+from ..private_files import write_private
 
 EXIT_LOCKED = 75
 
@@ -35,7 +35,7 @@ def scheduled_run(mode: str, inventory: str, report_dir: Path, keep: int, parall
                   shard=None) -> tuple[int, str]:
     """Run audit or remediate (of one shard) under a lock; returns (exit status, one line: the counts, then each
     instance or host that is not compliant with its findings in words or its reason)."""
-    from .audit import render, words
+    from ..audit import render, words
 
     report_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with open(report_dir / f".lock{_suffix(shard)}", "w") as lock:
@@ -48,7 +48,7 @@ def scheduled_run(mode: str, inventory: str, report_dir: Path, keep: int, parall
 
             report = remediate(inventory, parallel=parallel, shard=shard)
         else:
-            from .audit.run import audit
+            from .audit import audit
 
             report = audit(inventory, parallel=parallel, shard=shard)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")

@@ -13,11 +13,11 @@ import time
 from contextlib import contextmanager
 from typing import Callable
 
-from . import outcomes, planned, restarts, settings
-from .ansible_inventory import REFUSED
-from .audit import run as audit_run
-from .audit import words
-from .operations.isolation import details, one_line
+from .. import outcomes, planned, restarts, settings
+from ..ansible_inventory import REFUSED
+from ..audit import words
+from ..operations.isolation import details, one_line
+from . import audit
 from .shard import Shard
 
 EXIT_COMPLIANT, EXIT_NOT_COMPLIANT, EXIT_FAILED = 0, 1, 2
@@ -98,7 +98,7 @@ def _host_states(hosts, parallel: int) -> dict:
     read again by the deploy, which reports the error with the host's name."""
     from gevent.pool import Pool
 
-    from .facts.orthanc import OrthancHostState
+    from ..facts.orthanc import OrthancHostState
 
     def one(host):
         if settings.validate(host.data) or settings.get(host.data, "orthanc_harden_docker_url"):
@@ -174,7 +174,7 @@ def _row(host, failed: bool, pyinfra_lines: _PyinfraLines, dry: bool, plan: list
         elif open_items:
             row.update(status="not-compliant", reason="; ".join(open_items))
         return row
-    audited = audit_run.audit_host(host, host_state=host_state, docker_user=docker_user)
+    audited = audit.audit_host(host, host_state=host_state, docker_user=docker_user)
     row["audit"] = [{"instance": a["instance"], "status": a["status"],
                      "findings": [{key: f[key] for key in ("id", "severity", "title", "short", "status")}
                                   for f in a["findings"]]} for a in audited]
@@ -205,10 +205,10 @@ def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int
     from pyinfra.api.state import StateStage
     from pyinfra.context import ctx_host, ctx_state
 
-    from .deploys import harden
+    from ..deploys import harden
 
     started = time.time()
-    state, hosts, chosen = audit_run.load_state(inventory_path, limit, parallel, shard)
+    state, hosts, chosen = audit.load_state(inventory_path, limit, parallel, shard)
     if not hosts:
         return report([], inventory_path, started, dry, chosen)
     outcomes.clear()
@@ -257,8 +257,8 @@ def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int
         # is audited on the state read at its start (its HTTP answers are asked again), saving a round trip.
         reusable = {h: found for h, found in host_states.items() if not dry and _unchanged(state, h)}
         shared: list[dict] = []
-        rows = audit_run.in_waves(hosts, lambda h: _safe_row(h, h in failed, pyinfra_lines, dry, plans.get(h, []),
-                                                               reusable.get(h), shared), parallel)
+        rows = audit.in_waves(hosts, lambda h: _safe_row(h, h in failed, pyinfra_lines, dry, plans.get(h, []),
+                                                           reusable.get(h), shared), parallel)
     finally:
         state.set_stage(StateStage.Disconnect)
         for host in hosts:
@@ -282,6 +282,6 @@ def summary(rows: list[dict]) -> dict:
 
 
 def report(rows: list[dict], inventory_path: str, started: float, dry: bool, chosen: dict | None = None) -> dict:
-    return {**audit_run.run_metadata("remediate", inventory_path, started, chosen), "dry": dry,
+    return {**audit.run_metadata("remediate", inventory_path, started, chosen), "dry": dry,
             "exit_code": exit_code(rows), "summary": summary(rows),
             "waived": sum(1 for r in rows if r["waived"]), "hosts": rows}

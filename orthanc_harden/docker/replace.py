@@ -14,14 +14,13 @@ import tarfile
 import time
 import urllib.parse
 
-import requests
 
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from . import container_spec, direct_http, versions
-from .audit import containers
-from .container_assess import PARKED_SUFFIX, Assessment, ConfigFile, digest_matches, in_mount, parked
-from .operations.health import wait_for_auth
+from .. import versions
+from ..checks.health import answering, wait_for_auth
+from . import inspection, spec
+from .assess import PARKED_SUFFIX, Assessment, ConfigFile, digest_matches, in_mount, parked
 
 # As on package hosts: the file as it was before orthanc-harden first changed it, kept once, 0600. The rollback
 # restores from the copies it holds in memory, so no rolling backup keeps a rotated password on disk.
@@ -120,27 +119,17 @@ def _gate(client, name: str, probe_url: str | None, gate: dict, floor: str) -> t
     if not probe_url:
         ok, detail = False, "no URL to check Orthanc's HTTP port (set orthanc_harden_probe_urls)"
     elif gate["user"] is None:
-        ok, detail = _answering(probe_url, gate["timeout"])
+        ok, detail = answering(probe_url, gate["timeout"])
     else:
         ok, detail = wait_for_auth(probe_url, gate["user"], gate["password"].unmask(), gate["timeout"])
     if not ok:
         return False, detail
     container.reload()
-    version = containers.version(container)
+    version = inspection.version(container)
     if floor and not versions.at_least(version, floor):
         return False, f"Orthanc {version} answers but is below {floor}"
     return True, f"{detail}, Orthanc {version}"
 
-
-def _answering(url: str, timeout: float) -> tuple[bool, str]:
-    """Authentication not managed here: Orthanc answering at all is the gate."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return True, f"answering ({direct_http.get(f'{url}/system', timeout=5).status_code})"
-        except requests.RequestException:
-            time.sleep(1)
-    return False, f"{url} did not answer within {timeout:.0f}s"
 
 
 def ensure_image(client, reference: str, pull_timeout: int = 600) -> str:
@@ -201,8 +190,8 @@ def recreate(client, plan: Assessment, probe_url: str | None, gate: dict, floor:
     reference = plan.upgrade_to or attrs["Config"]["Image"]
     note = ensure_image(client, reference) if plan.upgrade_to else "same image"
     old_image = client.api.inspect_image(attrs["Image"])
-    body = container_spec.create_body(attrs, old_image, reference, plan.env, plan.ports)
-    _, extra_networks = container_spec.networks(attrs)
+    body = spec.create_body(attrs, old_image, reference, plan.env, plan.ports)
+    _, extra_networks = spec.networks(attrs)
     shared = [f for f in plan.files if in_mount(attrs, f.path)]
     own = [f for f in plan.files if not in_mount(attrs, f.path)]
 

@@ -10,6 +10,7 @@ import tarfile
 import docker
 from docker.errors import APIError, DockerException, NotFound
 
+from ..orthanc import reported_version
 from ..remote import orthanc_config
 
 KNOWN_IMAGES, FAMILY_DEFAULTS = orthanc_config.KNOWN_IMAGES, orthanc_config.FAMILY_DEFAULTS
@@ -112,8 +113,7 @@ def version(container) -> str | None:
         code, output = container.exec_run([binary, "--version"])
     except APIError:
         return None
-    first = output.decode("utf-8", "replace").strip().splitlines()[:1]
-    return first[0].split()[-1] if code == 0 and first else None
+    return reported_version(output.decode("utf-8", "replace")) if code == 0 else None
 
 
 def discover(client: docker.DockerClient, filters: dict | None = None) -> list[dict]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import __version__
+from .. import __version__
 from .shard import shard_of
 
 EXIT_MERGE_REFUSED = 2
@@ -91,7 +91,7 @@ def _shard_sets(reports: list[tuple[str, dict]]) -> dict[tuple[str, int], list[i
 def merge(reports: list[tuple[str, dict]], allow_mixed: bool = False) -> dict:
     """The merged report, shaped as the reports' own command's report (the same table renders it), with `runs`
     (each report's metadata and file) and `problems` (duplicated and missing hosts)."""
-    from .audit import run as audit_run
+    from . import audit
     from .remediate import exit_code as remediate_exit, summary as remediate_summary
 
     _refusals(reports, allow_mixed)
@@ -118,7 +118,7 @@ def merge(reports: list[tuple[str, dict]], allow_mixed: bool = False) -> dict:
             problems.append(f"{host} is in no report: {why}")
             rows.append(_missing_row(command, host, f"no report covers this host: {why}"))
     if command == "audit":
-        code, summary = audit_run.exit_code(rows), audit_run.summary(rows)
+        code, summary = audit.exit_code(rows), audit.summary(rows)
     else:
         code, summary = remediate_exit(rows), remediate_summary(rows)
     if problems:
@@ -134,8 +134,8 @@ def merge(reports: list[tuple[str, dict]], allow_mixed: bool = False) -> dict:
 
 
 def _merge_command(args, out, err) -> int:
-    from .audit import render
-    from .cli import _write_json
+    from ..audit import render
+    from ..cli import _write_json
 
     try:
         merged = merge(load(args.reports), allow_mixed=args.allow_mixed)

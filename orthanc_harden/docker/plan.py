@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from docker.errors import NotFound
 
-from .container_assess import USERS_ENV, Assessment, _editor, _env
-from .masking import MASK
+from .assess import USERS_ENV, Assessment, _editor, _env
+from ..masking import MASK
 
 
 def _bindings(bindings: dict | None) -> str:

@@ -54,7 +54,7 @@ def key_of(host) -> str:
     at `ssh://` or `tcp://`, the name of the machine it runs on; otherwise the host's name."""
     if isinstance(host, str):
         return host
-    from . import settings
+    from .. import settings
 
     # A value of the wrong type is left to settings.validate, which fails that host with the cause.
     key = settings.get(host.data, "orthanc_harden_shard_key")

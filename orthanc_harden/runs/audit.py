@@ -10,9 +10,10 @@ import time
 from datetime import datetime, timezone
 from typing import Callable
 
-from .. import __version__, engines, findings, settings
-from ..shard import Shard, key_of, selection_digest
-from . import containers, instances, probe
+from .. import __version__, findings, settings
+from ..docker import engine, inspection
+from .shard import Shard, key_of, selection_digest
+from ..audit import instances, probe
 
 EXIT_COMPLIANT, EXIT_FINDINGS, EXIT_FAILED = 0, 1, 2
 
@@ -132,9 +133,9 @@ def audit_host(host, host_state: dict | None = None, docker_user: list | None = 
     docker_url = settings.get(host.data, "orthanc_harden_docker_url")
     try:
         if docker_url:
-            client = engines.for_host(host.data)
+            client = engine.for_host(host.data)
             scope = settings.get(host.data, "orthanc_harden_docker_filters")
-            found = [instances.from_container(host.name, c, docker_url) for c in containers.discover(client, scope)]
+            found = [instances.from_container(host.name, c, docker_url) for c in inspection.discover(client, scope)]
             closed = {e["engine_id"]: set(e["closed"]) for e in docker_user if e.get("engine_id")}
             for inst in found:
                 instances.docker_user_closed(inst, closed.get(inst.get("engine_id"), set()))

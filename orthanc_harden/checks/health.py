@@ -17,8 +17,8 @@ from pyinfra.api import QuoteString, StringCommand
 from .. import direct_http, outcomes, restarts
 from ..masking import SecretStdin
 from ..remote import program
-from . import hostcmd
-from .report import fail_host
+from ..operations import hostcmd
+from ..operations.report import fail_host
 
 GATE_TIMEOUT = 60.0
 
@@ -55,6 +55,17 @@ def wait_for_auth(url: str, user: str, password: str, timeout: float, verify: bo
     return False, detail
 
 
+def answering(url: str, timeout: float, verify: bool | str = True) -> tuple[bool, str]:
+    """Bounded wait until Orthanc at `url` answers HTTP at all (any status); (ok, detail)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return True, f"answering ({direct_http.get(f'{url}/system', verify=verify, timeout=5).status_code})"
+        except requests.RequestException:
+            time.sleep(1)
+    return False, f"{url} did not answer within {timeout:.0f}s"
+
+
 def _probe_on_host(host, gate: dict, user: str, password: str, timeout: float) -> tuple[bool, str]:
     request = SecretStdin(json.dumps({"url": gate["local_url"], "ca": gate.get("ca"), "user": user,
                                       "password": password, "timeout": timeout}))
@@ -70,14 +81,7 @@ def _probe_on_host(host, gate: dict, user: str, password: str, timeout: float) -
 def _answering(host, gate: dict, timeout: float) -> bool:
     """Bounded wait until Orthanc answers HTTP at all (any status), from the control node or on the host."""
     if gate.get("url"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                direct_http.get(f"{gate['url']}/system", verify=gate.get("verify", True), timeout=5)
-                return True
-            except requests.RequestException:
-                time.sleep(1)
-        return False
+        return answering(gate["url"], timeout, gate.get("verify", True))[0]
     request = SecretStdin(json.dumps({"url": gate["local_url"], "ca": gate.get("ca"), "timeout": timeout,
                                       "answer_only": True}))
     ok, output = hostcmd.run(host, StringCommand("python3", "-c", QuoteString(program("gate"))),

@@ -13,7 +13,7 @@ import docker
 import paramiko
 from docker.transport import SSHHTTPAdapter
 
-from . import settings
+from .. import settings
 
 API_VERSION = "1.41"  # Docker 20.10; every call made here exists since then
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 from docker.errors import APIError, NotFound
 
-from . import versions
-from .audit import containers
-from .remote import load, orthanc_config
+from .. import versions
+from ..orthanc import FLOOR
+from ..remote import load, orthanc_config
+from . import inspection
 
 ENV_FAMILIES = ("osimis", "orthancteam")
 AUTH_ENV = "ORTHANC__AUTHENTICATION_ENABLED"
@@ -71,7 +72,7 @@ def read_files(container, directory: str) -> list[ConfigFile]:
     """The ``*.json`` files directly in `directory` of the container, with owner and mode."""
     return [ConfigFile(posixpath.join(directory, posixpath.basename(member.name)), raw.decode("utf-8", "replace"),
                        member.uid, member.gid, member.mode & 0o7777)
-            for member, raw in containers.json_files(container, directory)]
+            for member, raw in inspection.json_files(container, directory)]
 
 
 def in_mount(attrs: dict, path: str) -> bool:
@@ -145,7 +146,7 @@ def _users_text(texts: list[ConfigFile], users: dict[str, str], mode: str, edito
     return base, editor["set_key"](base.text, "RegisteredUsers", wanted)
 
 
-def assess(client, name: str, users: dict[str, str] | None, users_mode: str = "exact", floor: str = "1.5.8",
+def assess(client, name: str, users: dict[str, str] | None, users_mode: str = "exact", floor: str = FLOOR,
            target: str | None = None, compose: str = "refuse", upgrade: bool = True,
            publish_address: str | None = None) -> Assessment:
     """What `name` needs. `users` are plain passwords here: the result's files hold them, so never print it.
@@ -159,25 +160,25 @@ def assess(client, name: str, users: dict[str, str] | None, users_mode: str = "e
                               summary=[f"{name}{PARKED_SUFFIX}, left by an interrupted run, renamed back and started"])
         return Assessment(name, "?", None, "?", error=f"container {name}: no such container on this engine")
     attrs = container.attrs
-    family = containers.family(container) or "other"
+    family = inspection.family(container) or "other"
     result = Assessment(name, family, None, attrs["Config"].get("Image", "?"))
     if container.status != "running":
         result.error = (f"container {name} is {container.status}, not running: its Orthanc version cannot be "
                         "read; start it (or remove it if retired), nothing was changed")
         return result
-    result.version = containers.version(container)
+    result.version = inspection.version(container)
     if result.version is None:
         result.error = f"container {name}: `Orthanc --version` gave no version inside the container"
         return result
-    directory = containers.config_dir(container, family).rstrip("/") or "/"
+    directory = inspection.config_dir(container, family).rstrip("/") or "/"
     files = read_files(container, directory)
-    store = containers.IMAGE_STORAGE
+    store = inspection.IMAGE_STORAGE
     for entry in files:
         try:
             store = editor_parse(entry.text).get("StorageDirectory", store)
         except ValueError:
             pass
-    storage = containers.storage(container, store)
+    storage = inspection.storage(container, store)
 
     if upgrade and not versions.at_least(result.version, floor):
         if not target:
