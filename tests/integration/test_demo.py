@@ -18,7 +18,6 @@ pytestmark = pytest.mark.lab
 
 LAB = os.environ.get("OH_DEMO_TEST_LAB", "pytest-demo")
 PORT_BASE = int(os.environ.get("OH_DEMO_TEST_PORT_BASE", "17200"))
-BUDGET = 180  # seconds: the README says about two minutes on a warm machine; this one is shared
 
 
 def _demo(tmp_path) -> tuple[int, str, float]:
@@ -45,7 +44,7 @@ def test_the_demo_upgrades_its_old_hosts_keeps_their_data_and_changes_nothing_th
     assert code == 0, out[-3000:]
     password = next(iter(json.loads((state.lab_dir(LAB) / "demo-users.json").read_text()).values()))
     assert password not in out
-    assert seconds < BUDGET, f"the demo took {seconds:.0f} s"
+    print(f"the demo took {seconds:.0f} s")  # a figure, not a target: targets live in bench/ (shared machines)
     # The dry run shows the upgrade to come, the run makes it, the end shows the data kept.
     assert "package orthanc: 1.5.7+lab-1 -> 1.10.1" in out
     assert "upgrade: orthanc upgraded to 1.10.1" in out
