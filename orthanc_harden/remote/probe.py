@@ -5,6 +5,90 @@
 import shutil
 import stat
 
+# What a compliant host would otherwise recompute on every run (the Orthanc binary's --version, the package's file
+# list, ufw's rule listing), keyed by the identity of the files it derives from. Root's alone: a value read from it
+# decides what the audit reports, so it is used only when the probe runs as root and the file is root's, 0600, in
+# a root-owned directory nobody else may write.
+PROBE_CACHE = "/var/lib/orthanc-harden/probe-cache.json"
+MAX_CACHE_BYTES = 1024 * 1024
+
+
+class ProbeCache:
+    """Entries ``kind -> key -> value``; only the entries looked up in this run are kept, so it cannot grow."""
+
+    def __init__(self, path=PROBE_CACHE):
+        self.path, self.old, self.new = path, {}, {}
+        self.root = os.geteuid() == 0
+        if self.root and not self.directory_reason():
+            self.old = self.read()
+
+    def directory_reason(self):
+        """Why the cache's directory may not be trusted, or None."""
+        directory = os.path.dirname(self.path)
+        try:
+            info = os.lstat(directory)
+        except OSError as err:
+            return "cannot stat %s: %s" % (directory, err.strerror)
+        if not stat.S_ISDIR(info.st_mode):
+            return "%s is not a directory" % directory
+        return untrusted_reason(directory, regular_file=False)
+
+    def read(self):
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return {}
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if (not stat.S_ISREG(info.st_mode) or info.st_uid != 0 or stat.S_IMODE(info.st_mode) != 0o600
+                    or info.st_nlink != 1 or info.st_size > MAX_CACHE_BYTES):
+                return {}
+            try:
+                data = json.loads(handle.read(MAX_CACHE_BYTES).decode("utf-8"))
+            except ValueError:
+                return {}
+        return data if isinstance(data, dict) and all(isinstance(v, dict) for v in data.values()) else {}
+
+    def get(self, kind, key, compute, keep=lambda value: value is not None):
+        """compute() unless the entry for key is recorded; key None (identity unknown) always computes. A value
+        that keep() refuses (a failure: a timeout under load, a command that did not answer) is not recorded."""
+        if key is None:
+            return compute()
+        key = json.dumps(key, sort_keys=True)
+        entries = self.old.get(kind, {})
+        if key in entries:
+            value = entries[key]
+        else:
+            value = compute()
+            if not keep(value):
+                return value
+        self.new.setdefault(kind, {})[key] = value
+        return value
+
+    def save(self):
+        """Written only as root, only when something changed, atomically with root:root 0600."""
+        if not self.root or self.new == self.old:
+            return
+        directory = os.path.dirname(self.path)
+        try:
+            if not os.path.lexists(directory):
+                os.makedirs(directory, mode=0o700)
+            if self.directory_reason():
+                return
+            write_atomically(self.path, json.dumps(self.new, sort_keys=True), 0o600, 0, 0)
+        except OSError:
+            pass  # a read-only or full filesystem costs the next run time, never the audit
+
+
+def identity(path):
+    """What changes when a file is replaced or rewritten: realpath, device, inode, size, mtime and ctime."""
+    try:
+        real = os.path.realpath(path)
+        info = os.stat(real)
+    except OSError:
+        return None
+    return [real, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+
 
 def config_from_argv(argv):
     """Orthanc takes one positional argument, a file or a directory; options start with '-'."""
@@ -41,9 +125,17 @@ def owner_name(path):
         return None
 
 
-def package_binaries(manager):
+DPKG_LIST = "/var/lib/dpkg/info/orthanc.list"
+
+
+def package_binaries(manager, cache=None, package_version=None):
     """Files named Orthanc that the package database says the orthanc package installed."""
     if manager == "dpkg":
+        if cache is not None:
+            # dpkg rewrites the package's list file whenever it installs, upgrades or removes the package.
+            key = identity(DPKG_LIST)
+            key = key and [key, package_version]
+            return set(cache.get("dpkg_binaries", key, lambda: sorted(package_binaries(manager)), keep=bool))
         code, out, _ = run(["dpkg-query", "-L", "orthanc"])
     elif manager == "rpm":
         code, out, _ = run(["rpm", "-ql", "orthanc"])
@@ -54,9 +146,12 @@ def package_binaries(manager):
     return {line.strip() for line in out.splitlines() if os.path.basename(line.strip()) == "Orthanc"}
 
 
-def orthanc_version(binary):
+def orthanc_version(binary, cache=None):
     if untrusted_reason(binary):
         return None  # never executed: see untrusted_reason
+    if cache is not None:
+        # The same file (a replaced binary has another inode, size or times) answers the same version.
+        return cache.get("versions", identity(binary), lambda: orthanc_version(binary))
     code, out, err = run([binary, "--version"])
     first = (out or err).strip().splitlines()[:1]
     # Prints "<argv0> 1.10.1" then the licence.
@@ -70,15 +165,19 @@ def package_info():
         code, out, _ = run(["dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n", "orthanc*"])
         for line in out.splitlines():
             parts = line.split("\t")
-            # Second letter: installed, whatever the selection ("hi" is a held package).
+        held = []
+        for line in out.splitlines():
+            parts = line.split("\t")
+            # First letter: the selection, "h" for a package held (what `apt-mark showhold` lists, read from the
+            # same dpkg status without starting apt); second: installed ("hi" is a held, installed package).
+            if len(parts) == 3 and parts[2][:1] == "h":
+                held.append(parts[0])
             if len(parts) == 3 and parts[2][1:2] == "i":
                 if parts[0] == "orthanc":
                     info["version"] = parts[1]
                 else:
                     info["plugins"][parts[0]] = parts[1]
-        # Read-only: apt would otherwise write its binary cache (/var/cache/apt/*.bin) on the way.
-        code, out, _ = run(["apt-mark", "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=", "showhold"])
-        info["held"] = sorted(p for p in out.split() if p.startswith("orthanc"))
+        info["held"] = sorted(held)
     elif shutil.which("rpm"):
         info["manager"] = "rpm"
         code, out, _ = run(["rpm", "-qa", "--qf", "%{NAME}\t%{VERSION}-%{RELEASE}\n", "orthanc*"])
@@ -203,7 +302,36 @@ def orthanc_processes():
     return found, contained
 
 
-def firewall():
+UFW_FILES = ("/etc/default/ufw", "/etc/ufw", "/etc/ufw/applications.d", "/usr/sbin/ufw",
+             "/var/lib/dpkg/info/ufw.list", "/proc/sys/net/ipv4/ip_forward",
+             "/proc/sys/net/ipv6/conf/default/forwarding", "/proc/sys/net/ipv6/conf/all/forwarding")
+
+
+def ufw_key():
+    """ufw status lists what its files say (rules, defaults, logging, application profiles) once its chains are
+    loaded; routed traffic shows as disabled by the kernel's forwarding switches, read by content."""
+    key = []
+    for path in UFW_FILES:
+        if path.startswith("/proc/"):
+            try:
+                with open(path) as handle:
+                    key.append([path, handle.read().strip()])
+            except OSError:
+                key.append([path, None])
+        elif os.path.isdir(path):
+            key.append([path, identity(path)] + sorted(identity(p) or [p] for p in glob.glob(os.path.join(path, "*"))))
+        else:
+            key.append(identity(path) or [path])
+    return key
+
+
+def ufw_status(cache=None):
+    if cache is not None:
+        return cache.get("ufw_status", ufw_key(), lambda: list(ufw_status()), keep=lambda value: value[0] == 0)
+    return run(["ufw", "status", "verbose"])
+
+
+def firewall(cache=None):
     state = {"backend": "none", "active": False, "ports_open_to_all": None, "rules": []}
     code, out, _ = run(["firewall-cmd", "--state"]) if shutil.which("firewall-cmd") else (1, "", "")
     if code == 0 and out.strip() == "running":
@@ -212,7 +340,7 @@ def firewall():
         state["rules"] = out.splitlines()
         return state
     if ufw_active():
-        code, out, _ = run(["ufw", "status", "verbose"])
+        code, out, _ = ufw_status(cache)
         if code == 0 and "Status: active" in out:
             state.update(backend="ufw", active=True, rules=out.splitlines())
             return state
@@ -231,12 +359,13 @@ def firewall():
 
 
 def main():
+    cache = ProbeCache()
     package = package_info()
     units = systemd_units()
     processes, contained = orthanc_processes()
     # Only binaries named by a unit (written by root) or installed by the package are candidates to execute,
     # and each must pass untrusted_reason; a process's own argv[0] is never run.
-    candidates = {u["binary"] for u in units} | package_binaries(package.get("manager"))
+    candidates = {u["binary"] for u in units} | package_binaries(package.get("manager"), cache, package.get("version"))
     reasons = {b: untrusted_reason(b) for b in candidates}
     trusted = {os.path.realpath(b): b for b, reason in reasons.items() if not reason}
     untrusted = []
@@ -280,15 +409,16 @@ def main():
     print(json.dumps({
         "probe": 1,
         "package": package,
-        "binaries": {b: orthanc_version(b) for b in binaries},
+        "binaries": {b: orthanc_version(b, cache) for b in binaries},
         "units": units,
         "processes": processes,
         "untrusted": untrusted,
         "contained_pids": contained,
         "configs": configs,
-        "firewall": firewall(),
+        "firewall": firewall(cache),
         "docker": docker_closed_ports(),
     }, sort_keys=True))
+    cache.save()
 
 
 if __name__ == "__main__":
