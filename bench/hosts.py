@@ -1,6 +1,6 @@
 """N bench hosts on the local Docker engine: bring up, reset to vulnerable, count, tear down.
 
-Only names starting with ``bench-``, the bench labels, and 127.0.0.1 ports 12000-15999 are used, because other
+Only names starting with ``bench-``, the bench labels, and 127.0.0.1 ports 5000-15999 are used, because other
 people run tests and Molecule on the same engine. Every wait is bounded in time; teardown removes only what
 carries this run's label.
 """
@@ -19,10 +19,22 @@ from docker.errors import APIError, NotFound
 
 from orthanc_harden.lab import keys
 from orthanc_harden.lab.fleet import port_free, ssh_ready, tar_files
+from orthanc_harden.remote import load
 
 from . import LABEL, RUN_LABEL
+from .image import SUDO_USER
 
-PORT_MIN, PORT_MAX = 12000, 15999
+PORT_MIN, PORT_MAX = 5000, 15999
+PROBE_CACHE = load("probe")["PROBE_CACHE"]
+# Host kinds of a real fleet (issue #24), in every size from N=2: reached as a sudo user, sshd on another port.
+OTHER_SSHD_PORT = 2222
+SSHD_PORT_CONF = "/etc/ssh/sshd_config.d/orthanc-harden-bench-port.conf"
+
+
+def kind_of(index: int) -> str:
+    """root (plain), sudo (login as deploy, password-less sudo) or port (sshd on 2222), in turn; host 1 is plain,
+    so N=1 is one host alone as the floor reaches it."""
+    return ("root", "root", "sudo", "port")[index % 4]
 # Creating and starting containers hits dockerd; a few at once is faster than one, more only queues on 2 cores.
 ENGINE_WORKERS = 4
 
@@ -32,7 +44,13 @@ ENGINE_WORKERS = 4
 _COUNT = ("j() { journalctl -q --no-pager -o cat -u \"$1\"; }; "
           "echo $(j ssh.service | grep -c '^Starting session:') "
           "$(j ssh.service | grep -c '^Accepted publickey') "
-          "$(j orthanc.service | grep -c '^Started orthanc')")
+          "$(j orthanc.service | grep -c '^Started orthanc') "
+          "$(c=$(journalctl -q -n 0 --show-cursor | sed -n 's/^-- cursor: //p'); echo ${c:--})")
+# sshd's own timestamps of the run on one host: from its first login (or session) to its last closed session,
+# a span that leaves out the control node's start and, for Ansible, its ControlPersist master idling afterwards.
+# A host whose journal was still empty ("-": no cursor yet) is read from its start.
+_SPAN = ("if [ \"$1\" = - ]; then journalctl -q --no-pager -o short-unix -u ssh.service; "
+         "else journalctl -q --no-pager -o short-unix -u ssh.service --after-cursor=\"$1\"; fi")
 
 
 @dataclass
@@ -44,6 +62,16 @@ class Host:
     http_port: int
     key_private: bytes
     key_public: str
+    kind: str = "root"
+
+    @property
+    def login(self) -> str:
+        return SUDO_USER if self.kind == "sudo" else "root"
+
+    @property
+    def sshd_port(self) -> int:
+        """The port sshd listens on inside the host (the published 127.0.0.1 port maps to it)."""
+        return OTHER_SSHD_PORT if self.kind == "port" else 22
 
 
 def http_status(port: int, auth: tuple[str, str] | None = None) -> int | None:
@@ -69,7 +97,7 @@ class Fleet:
         for i in range(1, size + 1):
             private, public = keys.new_ed25519()
             self.hosts.append(Host(i, f"bench-h{i:02d}", f"bench-{run_id}-h{i:02d}", port_base + 10 * i,
-                                   port_base + 10 * i + 1, private, public))
+                                   port_base + 10 * i + 1, private, public, kind_of(i)))
         self.key_path, self.client_pub = keys.ensure_client_key(workdir)
         self.known_hosts = workdir / "known_hosts"
         keys.write_known_hosts(self.known_hosts, [("127.0.0.1", h.ssh_port, h.key_public) for h in self.hosts])
@@ -99,14 +127,21 @@ class Fleet:
             self.image, name=host.container, hostname=host.name, detach=True, network=self.network,
             cap_add=["SYS_ADMIN", "NET_ADMIN"], tmpfs={"/run": "", "/run/lock": ""},
             volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"}},
-            ports={"22/tcp": ("127.0.0.1", host.ssh_port), "8042/tcp": ("127.0.0.1", host.http_port)},
+            ports={f"{host.sshd_port}/tcp": ("127.0.0.1", host.ssh_port), "8042/tcp": ("127.0.0.1", host.http_port)},
             labels=self._labels(host),
         )
-        container.put_archive("/", tar_files({
-            "etc/ssh/ssh_host_ed25519_key": (host.key_private, 0o600),
-            "etc/ssh/ssh_host_ed25519_key.pub": ((host.key_public + "\n").encode(), 0o644),
-            "root/.ssh/authorized_keys": ((self.client_pub + " orthanc-harden-bench\n").encode(), 0o600),
-        }))
+        authorized = (self.client_pub + " orthanc-harden-bench\n").encode()
+        files = {"etc/ssh/ssh_host_ed25519_key": (host.key_private, 0o600),
+                 "etc/ssh/ssh_host_ed25519_key.pub": ((host.key_public + "\n").encode(), 0o644)}
+        if host.kind == "sudo":
+            # root's and readable by all (sshd reads it as the user; StrictModes accepts root as the owner);
+            # root keeps no key, so the only way in is the sudo login.
+            files[f"home/{SUDO_USER}/.ssh/authorized_keys"] = (authorized, 0o644)
+        else:
+            files["root/.ssh/authorized_keys"] = (authorized, 0o600)
+        if host.kind == "port":
+            files[SSHD_PORT_CONF.lstrip("/")] = (f"Port {OTHER_SSHD_PORT}\n".encode(), 0o644)
+        container.put_archive("/", tar_files(files))
         container.start()
 
     def _wait_ready(self) -> None:
@@ -168,13 +203,55 @@ class Fleet:
             container = self.client.containers.get(host.container)
             code, output = container.exec_run(["sh", "-c", _COUNT])
             values = output.decode().split()
-            if code != 0 or len(values) != 3:
+            if code != 0 or len(values) != 4:
                 raise RuntimeError(f"{host.name}: reading the journal failed: {output.decode()[-200:]}")
-            counts = dict(zip(("sessions", "logins", "orthanc_starts"), map(int, values), strict=True))
-            return host.name, {**counts, "cpu_ms": cgroup_cpu_ms(container.id)}
+            counts = dict(zip(("sessions", "logins", "orthanc_starts"), map(int, values[:3]), strict=True))
+            return host.name, {**counts, "cursor": values[3], "cpu_ms": cgroup_cpu_ms(container.id)}
 
         with ThreadPoolExecutor(ENGINE_WORKERS) as pool:
             return dict(pool.map(one, self.hosts))
+
+
+    def kind(self, name: str) -> str:
+        return next(h.kind for h in self.hosts if h.name == name)
+
+    def remove_probe_cache(self) -> None:
+        """Takes away orthanc-harden's probe cache on every host (through the engine, not SSH)."""
+        def one(host: Host) -> None:
+            code, output = self.client.containers.get(host.container).exec_run(["rm", "-f", PROBE_CACHE])
+            if code != 0:
+                raise RuntimeError(f"{host.name}: removing the probe cache failed: {output.decode()[-200:]}")
+
+        with ThreadPoolExecutor(ENGINE_WORKERS) as pool:
+            list(pool.map(one, self.hosts))
+
+    def spans(self, before: dict[str, dict]) -> dict[str, float | None]:
+        """{host: seconds from its first SSH login or session to its last closed session since ``before``}."""
+        def one(host: Host) -> tuple[str, float | None]:
+            container = self.client.containers.get(host.container)
+            code, output = container.exec_run(["sh", "-c", _SPAN, "span", before[host.name]["cursor"]])
+            return host.name, session_span(output.decode(errors="replace")) if code == 0 else None
+
+        with ThreadPoolExecutor(ENGINE_WORKERS) as pool:
+            return dict(pool.map(one, self.hosts))
+
+
+def session_span(journal: str) -> float | None:
+    """From sshd's journal lines (``-o short-unix``): last ``Close session`` minus first ``Accepted`` or
+    ``Starting session``; None without both."""
+    start = end = None
+    for line in journal.splitlines():
+        stamp, _, rest = line.partition(" ")
+        message = rest.split(": ", 1)[-1]
+        try:
+            when = float(stamp)
+        except ValueError:
+            continue
+        if start is None and message.startswith(("Accepted publickey", "Starting session:")):
+            start = when
+        if message.startswith("Close session:"):
+            end = when
+    return round(end - start, 3) if start is not None and end is not None and end >= start else None
 
 
 # Where the engine keeps a container's CPU time: cgroup v1 (nanoseconds), v2 with the systemd or the cgroupfs driver.

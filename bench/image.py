@@ -32,6 +32,7 @@ REPO = "bench-orthanc-harden/host"
 CACHE = Path("/var/tmp/orthanc-harden-bench")
 APT_FOR_ANSIBLE = ("python3-apt", "python-apt-common", "distro-info-data")
 SSHD_CONF = "/etc/ssh/sshd_config.d/orthanc-harden-bench.conf"
+SUDO_USER = "deploy"
 
 # The lab's planting script, minus its final restart: at build time no systemd runs; the container's boot
 # starts the planted Orthanc. Checked, so a change in the lab's script fails here instead of silently.
@@ -48,6 +49,11 @@ dpkg -i /tmp/bench-debs/*.deb
 rm -f /usr/sbin/policy-rc.d
 rm -rf /tmp/bench-debs /tmp/bench-setup.sh
 printf '# orthanc-harden bench: log every session (commands per host)\\nLogLevel VERBOSE\\n' > {SSHD_CONF}
+# The sudo login some hosts are reached by (bench/hosts.py writes its key on those hosts only).
+useradd -m -s /bin/bash {SUDO_USER}
+echo '{SUDO_USER} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/{SUDO_USER}
+chmod 0440 /etc/sudoers.d/{SUDO_USER}
+visudo -cq
 """
 
 DOCKERFILE = """# orthanc-harden bench host: lab host, Orthanc 1.5.7 stand-in, auth off, python3-apt, sshd VERBOSE.

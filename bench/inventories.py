@@ -1,4 +1,5 @@
-"""The same hosts as a pyinfra inventory and as an Ansible inventory, written into the run's directory.
+"""The same hosts as a pyinfra inventory and as an Ansible inventory, written into the run's directory: root
+logins, sudo logins (pyinfra's _sudo, Ansible's become) and hosts whose sshd listens on another port.
 
 Both hold only addresses, ports, key and known_hosts paths and the users' secret reference: no secret.
 Strict host keys on both sides, from the known_hosts file the bench wrote, so neither tool learns keys on the fly.
@@ -21,7 +22,8 @@ def pyinfra_inventory(fleet: Fleet, store: Store, path: Path) -> Path:
         hosts.append((host.name, {
             "ssh_hostname": "127.0.0.1",
             "ssh_port": host.ssh_port,
-            "ssh_user": "root",
+            "ssh_user": host.login,
+            **({"_sudo": True} if host.login != "root" else {}),
             "ssh_key": str(fleet.key_path),
             "ssh_known_hosts_file": str(fleet.known_hosts),
             "ssh_strict_host_key_checking": "yes",
@@ -42,9 +44,17 @@ def pyinfra_inventory(fleet: Fleet, store: Store, path: Path) -> Path:
 def ansible_inventory(fleet: Fleet, path: Path) -> Path:
     """YAML (written as JSON, which YAML reads) with group ``orthanc`` and the same connection settings."""
     known = fleet.known_hosts
+
+    def host_vars(h) -> dict:
+        data = {"ansible_host": "127.0.0.1", "ansible_port": h.ssh_port, "orthanc_probe_port": h.http_port}
+        if h.login != "root":
+            data.update(ansible_user=h.login, ansible_become=True)
+        if h.sshd_port != 22:
+            data["orthanc_sshd_port"] = h.sshd_port  # what the host's own firewall must keep open for SSH
+        return data
+
     inventory = {"all": {"children": {"orthanc": {
-        "hosts": {h.name: {"ansible_host": "127.0.0.1", "ansible_port": h.ssh_port,
-                           "orthanc_probe_port": h.http_port} for h in fleet.hosts},
+        "hosts": {h.name: host_vars(h) for h in fleet.hosts},
         "vars": {
             "ansible_user": "root",
             "ansible_ssh_private_key_file": str(fleet.key_path),

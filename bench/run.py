@@ -52,6 +52,32 @@ def _verify(fleet: hosts.Fleet, credentials: tuple[str, str]) -> dict:
     return {"hosts": len(fleet.hosts), "anonymous_401": anonymous, "user_200": user}
 
 
+def _void_reason(run: dict) -> str | None:
+    """Why a remediation run does not count (its hosts are not all compliant afterwards), or None."""
+    reasons = []
+    check = run.get("verified")
+    if check and not check["anonymous_401"] == check["user_200"] == check["hosts"]:
+        reasons.append(f"HTTP check: {check['anonymous_401']}/{check['hosts']} refuse anonymous, "
+                       f"{check['user_200']}/{check['hosts']} let the user in")
+    audit = run.get("audit_after")
+    if audit and audit["exit"] != 0:
+        shown = "; ".join(audit["not_compliant"][:3])
+        more = len(audit["not_compliant"]) - 3
+        reasons.append(f"orthanc-harden audit after: exit {audit['exit']}: {shown}"
+                       + (f" and {more} more" if more > 0 else ""))
+    if run["exit"] != 0:
+        reasons.append(f"exit {run['exit']}")
+    if not reasons:
+        return None
+    tasks = run.get("tasks")
+    if tasks:
+        # The peer's own account: failures first, then what each task changed on how many of the hosts.
+        if tasks["failures"]:
+            reasons.append("failed: " + "; ".join(tasks["failures"][:3]))
+        reasons.append("changed per task: " + ", ".join(f"{t} {n}" for t, n in tasks["changed_per_task"].items()))
+    return "; ".join(reasons)
+
+
 class SizeRun:
     """One fleet size: its hosts, inventories, and the measured runs."""
 
@@ -79,17 +105,22 @@ class SizeRun:
         say(f"bench N={self.size}: {name} ...")
         result = measure.measured(argv, {**self.store.env, **env}, log, self.timeout)
         after = self.fleet.counters()
+        spans = self.fleet.spans(before)
         per_host = {h: {"ssh_commands": after[h]["sessions"] - before[h]["sessions"],
                         "ssh_logins": after[h]["logins"] - before[h]["logins"],
                         "orthanc_restarts": after[h]["orthanc_starts"] - before[h]["orthanc_starts"],
                         "host_cpu_s": (None if None in (after[h]["cpu_ms"], before[h]["cpu_ms"])
-                                       else round((after[h]["cpu_ms"] - before[h]["cpu_ms"]) / 1000, 3))}
+                                       else round((after[h]["cpu_ms"] - before[h]["cpu_ms"]) / 1000, 3)),
+                        "host_span_s": spans[h], "kind": self.fleet.kind(h)}
                     for h in before}
+        known_spans = [c["host_span_s"] for c in per_host.values() if c["host_span_s"] is not None]
         run = {**result, "command": self._display(argv), "load_before": round(load, 2),
                **{f"{counter}_per_host": _stats([counts[counter] for counts in per_host.values()])
                   for counter in ("ssh_commands", "ssh_logins", "orthanc_restarts")},
                "host_cpu_s_per_host": (None if any(c["host_cpu_s"] is None for c in per_host.values())
                                        else _stats([c["host_cpu_s"] for c in per_host.values()])),
+               # sshd's first login to last closed session on each host; max: the slowest host.
+               "host_span_s_per_host": _stats(known_spans) if known_spans else None,
                "per_host": per_host}
         if report_file is not None:
             run["summary"] = tools.orthanc_harden_summary(report_file)
@@ -98,35 +129,47 @@ class SizeRun:
                                 "(kept with --keep-workdir)")
         if ansible:
             run["recap"] = tools.ansible_recap(log)
+            run["tasks"] = tools.ansible_tasks(log)
             if run["recap"]["hosts"] != self.size:
                 run["error"] = f"no PLAY RECAP for every host; see {log.name} (kept with --keep-workdir)"
         if verify:
             run["verified"] = _verify(self.fleet, self.credentials)
+            run["audit_after"] = self._audit_untimed(name)
+            run["void"] = _void_reason(run)
         self.runs[name] = run
         say(f"bench N={self.size}: {name}: exit {run['exit']}, {run['wall_s']:.1f}s wall, {run['cpu_s']:.1f}s CPU, "
             f"{run['ssh_commands_per_host']['max']} SSH commands/host, "
-            f"{run['orthanc_restarts_per_host']['max']} restarts/host{'; ' + run['error'] if 'error' in run else ''}")
+            f"{run['orthanc_restarts_per_host']['max']} restarts/host{'; ' + run['error'] if 'error' in run else ''}"
+            f"{'; VOID: ' + run['void'] if run.get('void') else ''}")
         return run
 
-    def _audit_untimed(self, inventory: Path) -> dict:
-        """orthanc-harden's audit after the Ansible run: does the peer leave hosts compliant by the same measure?"""
-        out = self.workdir / "audit-after-ansible.json"
-        argv = tools.orthanc_harden("audit", inventory, self.parallel, out)
-        with open(self.workdir / "audit-after-ansible.log", "w") as log:
+    def _audit_untimed(self, name: str) -> dict:
+        """orthanc-harden's audit after a remediation of either tool, untimed: are the hosts compliant by the same
+        measure, whoever remediated them?"""
+        stem = f"audit-after-{name.replace('/', '-')}"
+        out = self.workdir / f"{stem}.json"
+        argv = tools.orthanc_harden("audit", self.inventory, self.parallel, out)
+        with open(self.workdir / f"{stem}.log", "w") as log:
             proc = subprocess.run(argv, env={**os.environ, **self.store.env}, stdout=log, stderr=subprocess.STDOUT,
                                   timeout=self.timeout, cwd=measure.ROOT)
-        return {"exit": proc.returncode, "summary": tools.orthanc_harden_summary(out)}
+        return {"exit": proc.returncode, "summary": tools.orthanc_harden_summary(out),
+                "not_compliant": tools.not_compliant(out)}
 
     def execute(self) -> dict:
         started = time.monotonic()
         self.fleet.up()
         setup_s = time.monotonic() - started
         inventory = inventories.pyinfra_inventory(self.fleet, self.store, self.workdir / "inventory.py")
+        self.inventory = inventory
         peer_inventory = inventories.ansible_inventory(self.fleet, self.workdir / "ansible-inventory.yml")
         p = self.parallel
         self.measure("floor", tools.floor(inventory, p), {})
         for scenario, command in (("audit", "audit"), ("remediate-vulnerable", "remediate"),
-                                  ("remediate-compliant", "remediate")):
+                                  (report.NO_CACHE, "remediate"), ("remediate-compliant", "remediate")):
+            if scenario == report.NO_CACHE:
+                # Before and after in one run: the same compliant remediate with the probe's cache removed
+                # from every host first (what every compliant run cost before #24), then with it.
+                self.fleet.remove_probe_cache()
             out = self.workdir / f"{scenario}.json"
             self.measure(report.key(report.OH, scenario), tools.orthanc_harden(command, inventory, p, out), {},
                          verify=command == "remediate", report_file=out)
@@ -141,7 +184,6 @@ class SizeRun:
                      ansible=True)
         self.measure(report.key(report.ANSIBLE, "remediate-vulnerable"),
                      tools.ansible(peer_inventory, p, users, check=False), env, verify=True, ansible=True)
-        self.runs[report.key(report.ANSIBLE, "remediate-vulnerable")]["audit_after"] = self._audit_untimed(inventory)
         self.measure(report.key(report.ANSIBLE, "remediate-compliant"),
                      tools.ansible(peer_inventory, p, users, check=False), env, verify=True, ansible=True)
         return {"parallel": p, "host_setup_s": round(setup_s, 1), "host_reset_s": round(reset_s, 1),
@@ -193,7 +235,7 @@ def _parse(argv: list[str]):
     parser.add_argument("--parallel", type=int, default=0,
                         help="hosts at once for both tools: pyinfra --parallel = Ansible forks (default: N)")
     parser.add_argument("--port-base", type=int, default=12000,
-                        help="host i gets SSH base+10i and HTTP base+10i+1 on 127.0.0.1 (range 12000-15999)")
+                        help="host i gets SSH base+10i and HTTP base+10i+1 on 127.0.0.1 (range 5000-15999)")
     parser.add_argument("--store", choices=store.KINDS, default="file",
                         help="where both tools read the users: an owner-only YAML file (default) or the same "
                              "encrypted with Ansible Vault")

@@ -51,8 +51,51 @@ def ansible_recap(log: Path) -> dict[str, int]:
     return totals
 
 
+_TASK = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(.+?)\]", re.M)
+_RESULT = re.compile(r"^(changed|ok|skipping|fatal|failed): \[([^\]]+)\](?:.*?=> (.*))?$")
+
+
+def ansible_tasks(log: Path) -> dict:
+    """What each task did on how many hosts (from the default callback's output), and every failure with its
+    message: why a peer run did not leave its hosts compliant. no_log tasks print no values."""
+    changed: dict[str, int] = {}
+    failures: list[str] = []
+    task = None
+    for line in log.read_text(errors="replace").splitlines():
+        found = _TASK.match(line)
+        if found:
+            task = found.group(1)
+            changed.setdefault(task, 0)
+            continue
+        result = _RESULT.match(line)
+        if not (result and task):
+            continue
+        if result.group(1) == "changed":
+            changed[task] += 1
+        elif result.group(1) in ("fatal", "failed"):
+            message = result.group(3) or ""
+            try:
+                message = json.loads(message).get("msg") or message
+            except (ValueError, AttributeError):
+                pass
+            failures.append(f"{task} on {result.group(2)}: {str(message)[:200]}")
+    return {"changed_per_task": changed, "failures": failures}
+
+
 def orthanc_harden_summary(report: Path) -> dict | None:
     """The JSON report's per-status counts (no host details, no secrets)."""
     if not report.exists():
         return None
     return json.loads(report.read_text()).get("summary")
+
+
+def not_compliant(report: Path) -> list[str]:
+    """Hosts an orthanc-harden audit report shows as not compliant, with their failed findings' ids."""
+    if not report.exists():
+        return ["no audit report"]
+    out = []
+    for instance in json.loads(report.read_text()).get("instances", []):
+        if instance.get("status") != "compliant":
+            codes = sorted({f["id"] for f in instance.get("findings", []) if f.get("status") == "fail"})
+            out.append(f"{instance.get('host')} {instance.get('status')} ({', '.join(codes[:4])})")
+    return out
