@@ -254,7 +254,17 @@ def _probe_cache_section(data: dict) -> list[str]:
                     f"| {_by_kind(after)} |")
     if not rows:
         return []
-    return ["## The compliant check: before and after the probe's cache (same run, same hosts)", "",
+    return ["## What was profiled and changed (issue #24): the compliant check before and after, same run", "",
+            "Profiled on an idle lab host, compliant, ufw active (the probe's child processes by "
+            "`getrusage(RUSAGE_CHILDREN)` around each command, cProfile on the probe, `strace -f -e trace=execve` "
+            "on the host's sshd during a compliant remediate): the probe spent about 0.21 s of CPU, of which "
+            "`ufw status verbose` 0.11 s, `Orthanc --version` 0.03 s, `apt-mark showhold` 0.02 s and "
+            "`dpkg-query -L orthanc` 0.005 s, every run, on a host where none of their answers had changed. "
+            "Changed: the version, the package's file list and ufw's listing are kept in a root-only state file "
+            "keyed by the identity of what they come from (the binary's realpath, device, inode, size, mtime and "
+            "ctime; dpkg's list file and the package version; ufw's files, its package and the forwarding "
+            "switches), and held packages are read from dpkg's status (`dpkg-query` already ran) instead of "
+            "starting apt. The probe alone: about 0.21 -> 0.05 s of CPU. In the fleet, below: "
             "`remediate-compliant-no-probe-cache` is the compliant remediate right after the probe's state file "
             "(`/var/lib/orthanc-harden/probe-cache.json`) was removed from every host: the probe starts "
             "`Orthanc --version`, `dpkg-query -L orthanc` and `ufw status verbose` as every run did before, and "
