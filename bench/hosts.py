@@ -201,10 +201,15 @@ class Fleet:
         side, read after the journal so the reading's own exec is not in the next run's share."""
         def one(host: Host) -> tuple[str, dict[str, int]]:
             container = self.client.containers.get(host.container)
-            code, output = container.exec_run(["sh", "-c", _COUNT])
-            values = output.decode().split()
-            if code != 0 or len(values) != 4:
-                raise RuntimeError(f"{host.name}: reading the journal failed: {output.decode()[-200:]}")
+            # Right after a reset, under load, an exec has come back empty once: a few tries, 1 s apart.
+            for _attempt in range(5):
+                code, output = container.exec_run(["sh", "-c", _COUNT])
+                values = output.decode().split()
+                if code == 0 and len(values) == 4:
+                    break
+                time.sleep(1)
+            else:
+                raise RuntimeError(f"{host.name}: reading the journal failed ({code}): {output.decode()[-200:]}")
             counts = dict(zip(("sessions", "logins", "orthanc_starts"), map(int, values[:3]), strict=True))
             return host.name, {**counts, "cursor": values[3], "cpu_ms": cgroup_cpu_ms(container.id)}
 
