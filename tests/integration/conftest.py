@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -29,6 +30,17 @@ def fresh_lab(name: str, hosts: int, containers: int, port_base: int) -> dict:
     if proc.returncode != 0:
         unavailable(f"lab {name} did not start: {proc.stderr[-300:]}")
     return state.load(state.lab_dir(name))
+
+
+def with_canary_users(data: dict, lab: str, work, password: str) -> dict:
+    """A lab's data with an owner-only users file holding the test's canary password as the store the CLI reads
+    (`env`), and the test's work directory (`work`)."""
+    users = work / "users.json"
+    users.write_text(json.dumps({"radiology": password}))
+    users.chmod(0o600)
+    data["env"] = {"ORTHANC_HARDEN_LAB": lab, "ORTHANC_HARDEN_LAB_USERS_REF": f"file:{users}"}
+    data["work"] = work
+    return data
 
 
 def ssh_to(data: dict, entry: dict):

@@ -18,7 +18,7 @@ import requests
 
 from orthanc_harden.remote import load
 from tests.conftest import ROOT, run_cli, unavailable
-from tests.integration.conftest import output_of
+from tests.integration.conftest import output_of, with_canary_users
 
 pytestmark = pytest.mark.lab
 
@@ -41,12 +41,7 @@ def fleet(tmp_path_factory):
     from orthanc_harden.lab import state
 
     data = state.load(state.lab_dir(LAB))
-    work = tmp_path_factory.mktemp("dry")
-    users = work / "users.json"
-    users.write_text(json.dumps({"radiology": CANARY}))
-    users.chmod(0o600)
-    data["env"] = {"ORTHANC_HARDEN_LAB": LAB, "ORTHANC_HARDEN_LAB_USERS_REF": f"file:{users}"}
-    data["work"] = work
+    with_canary_users(data, LAB, tmp_path_factory.mktemp("dry"), CANARY)
     yield data
     run_cli("lab", "down", "--lab", LAB)
 

@@ -18,7 +18,7 @@ import xmlschema
 from tests.conftest import ROOT, run_cli
 from tests.table_cells import row_of
 from tests.integration import hosts_fleet as hosts
-from tests.integration.conftest import fresh_lab
+from tests.integration.conftest import fresh_lab, with_canary_users
 
 pytestmark = pytest.mark.lab
 
@@ -33,12 +33,7 @@ BANNER = "Error reading SSH protocol banner"
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     data = fresh_lab(LAB, 2, 1, PORT_BASE)
-    work = tmp_path_factory.mktemp("output")
-    users = work / "users.json"
-    users.write_text(json.dumps({"radiology": CANARY}))
-    users.chmod(0o600)
-    data["env"] = {"ORTHANC_HARDEN_LAB": LAB, "ORTHANC_HARDEN_LAB_USERS_REF": f"file:{users}"}
-    data["work"] = work
+    with_canary_users(data, LAB, tmp_path_factory.mktemp("output"), CANARY)
     yield data
     run_cli("lab", "down", "--lab", LAB)
 

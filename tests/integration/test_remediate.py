@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tests.conftest import ROOT, run_cli
-from tests.integration.conftest import SUBSET_INVENTORY, fresh_lab
+from tests.integration.conftest import SUBSET_INVENTORY, fresh_lab, with_canary_users
 from tests.integration.conftest import output_of as _on
 from tests.integration.hosts_fleet import anonymous as _anonymous
 
@@ -33,12 +33,7 @@ FLIP = ('sed -i \'s/"AuthenticationEnabled" *: *true/"AuthenticationEnabled" : f
 @pytest.fixture(scope="module")
 def fleet(lab, tmp_path_factory):
     data = fresh_lab(LAB, 3, 1, 30600)
-    work = tmp_path_factory.mktemp("remediate")
-    users = work / "users.json"
-    users.write_text(json.dumps({"radiology": CANARY}))
-    users.chmod(0o600)
-    data["env"] = {"ORTHANC_HARDEN_LAB": LAB, "ORTHANC_HARDEN_LAB_USERS_REF": f"file:{users}"}
-    data["work"] = work
+    with_canary_users(data, LAB, tmp_path_factory.mktemp("remediate"), CANARY)
     yield data
     run_cli("lab", "down", "--lab", LAB)
 
