@@ -345,17 +345,90 @@ def firewall(cache=None):
             state.update(backend="ufw", active=True, rules=out.splitlines())
             return state
     if shutil.which("nft"):
-        code, out, _ = run(["nft", "list", "ruleset"])
-        if code == 0 and re.search(r"hook input", out):
-            state.update(backend="nftables", active=True, rules=out.splitlines())
+        code, out, _ = run(["nft", "-j", "list", "ruleset"])
+        if code == 0 and nft_input_filters(out):
+            state.update(backend="nftables", active=True, rules=run(["nft", "list", "ruleset"])[1].splitlines())
             return state
-    if shutil.which("iptables-save"):
+    if shutil.which("iptables-save"):  # also iptables-legacy's rules, which nft does not list
         code, out, _ = run(["iptables-save", "-t", "filter"])
-        rules = [line for line in out.splitlines() if line.startswith("-A INPUT") or line.startswith(":INPUT")]
-        if code == 0 and (any(r.startswith("-A") for r in rules) or any(" DROP" in r for r in rules)):
+        if code == 0 and iptables_input_filters(out):
+            rules = [line for line in out.splitlines() if line.startswith(("-A INPUT", ":INPUT"))]
             state.update(backend="iptables", active=True, rules=rules)
             return state
+    for tool, backend in (("ufw", "ufw"), ("firewall-cmd", "firewalld")):
+        if shutil.which(tool):  # installed, filtering nothing: what the sysadmin would switch on
+            state["backend"] = backend
+            break
     return state
+
+
+# A firewall is one that can refuse a packet on input. Hooked chains that only accept, count or log, or jump to
+# chains that do no more (what `ufw disable` leaves behind, or an empty table), refuse nothing: Orthanc's ports
+# stay open to every source, whatever tool wrote them.
+REFUSING = ("drop", "reject")
+
+
+def nft_input_filters(ruleset_json):
+    """Whether any input-hooked chain of `nft -j list ruleset` has a drop policy or reaches a drop/reject."""
+    try:
+        items = json.loads(ruleset_json).get("nftables", [])
+    except (ValueError, AttributeError):
+        return True  # unreadable: not called open on a guess; the firewall control reads it precisely
+    chains, rules = {}, {}
+    for item in items:
+        if "chain" in item:
+            chain = item["chain"]
+            chains[(chain.get("family"), chain.get("table"), chain.get("name"))] = chain
+        elif "rule" in item:
+            rule = item["rule"]
+            rules.setdefault((rule.get("family"), rule.get("table"), rule.get("chain")), []).append(rule)
+
+    def refuses(key, seen):
+        if key in seen:
+            return False
+        seen.add(key)
+        for rule in rules.get(key, []):
+            for expr in rule.get("expr", []):
+                if not isinstance(expr, dict):
+                    continue
+                if any(verdict in expr for verdict in REFUSING):
+                    return True
+                xt = expr.get("xt")  # an iptables-nft target kept in its x_tables form
+                if isinstance(xt, dict) and xt.get("type") == "target" and xt.get("name") in ("DROP", "REJECT"):
+                    return True
+                for kind in ("jump", "goto"):
+                    target = (expr.get(kind) or {}).get("target") if isinstance(expr.get(kind), dict) else None
+                    if target and refuses((key[0], key[1], target), seen):
+                        return True
+                if "vmap" in expr and any(verdict in json.dumps(expr["vmap"]) for verdict in REFUSING + ("jump",)):
+                    return True  # a verdict map: not followed, counted as filtering
+        return False
+
+    return any(chain.get("hook") == "input" and (chain.get("policy") == "drop" or refuses(key, set()))
+               for key, chain in chains.items())
+
+
+def iptables_input_filters(save_output):
+    """The same question on `iptables-save -t filter`: a DROP policy on INPUT, or INPUT reaching a DROP/REJECT."""
+    policy, rules = {}, {}
+    for line in save_output.splitlines():
+        if line.startswith(":"):
+            name, chain_policy = (line[1:].split() + ["-"])[:2]
+            policy[name] = chain_policy
+        elif line.startswith("-A "):
+            parts = line.split()
+            target = parts[parts.index("-j") + 1] if "-j" in parts[:-1] else (
+                parts[parts.index("-g") + 1] if "-g" in parts[:-1] else None)
+            rules.setdefault(parts[1], []).append(target)
+
+    def refuses(chain, seen):
+        if chain in seen:
+            return False
+        seen.add(chain)
+        return any(target in ("DROP", "REJECT") or (target in policy and refuses(target, seen))
+                   for target in rules.get(chain, []))
+
+    return policy.get("INPUT") == "DROP" or refuses("INPUT", set())
 
 
 def main():
