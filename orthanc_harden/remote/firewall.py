@@ -653,6 +653,8 @@ def input_plan(request, ports, v4, v6):
         result["enable"] = True
     step = {"ufw": ufw_plan, "nftables": nft_plan, "iptables": ipt_plan, "firewalld": fw_plan}[backend](
         ports, v4, v6)
+    if step["problems"]:  # a foreign rule in the way: INPUT cannot be made compliant, like an unusable firewall
+        raise Unsupported(step["problems"][0])
     result.update(input_changed=step["changed"] or result["enable"], problems=step["problems"], rules=step["rules"])
     result["notes"] += step.get("notes", [])
     if result["input_changed"]:

@@ -161,7 +161,9 @@ def test_backend_restricts_survives_reload_is_idempotent_and_removes_exactly(fw_
 
 
 def _snapshot(client) -> str:
-    return _sh(client, "iptables-save | grep -v '^#'; nft list ruleset; ufw status; cat /etc/nftables.conf")[1]
+    # Rules without their packet counters, which an active firewall moves with every packet.
+    return _sh(client, "iptables-save | grep -v '^#' | sed 's/ \\[[0-9]*:[0-9]*\\]$//'; nft -s list ruleset; "
+                       "ufw status; cat /etc/nftables.conf")[1]
 
 
 @pytest.mark.parametrize("data, expected", [
@@ -185,3 +187,19 @@ def test_bad_input_and_unusable_firewall_change_nothing(fw_lab, data, expected):
     assert _snapshot(client) == before
     client.close()
 
+
+
+def test_a_foreign_allow_all_ufw_rule_fails_the_host_and_changes_nothing(fw_lab):
+    entry = fw_lab["hosts"][3]  # last user of this host: the bad-input tests above need its ufw inactive
+    client = ssh_to(fw_lab, entry)
+    try:
+        assert _sh(client, "ufw allow 22/tcp && ufw allow 8042/tcp && ufw --force enable")[0] == 0
+        before = _snapshot(client)
+        code, output = _deploy(fw_lab, entry, orthanc_harden_allowed_cidrs=["10.1.0.0/16"])
+        assert code != 0, output[-2000:]
+        assert (f"[{entry['name']}] firewall not changed: ufw rule 'allow 8042/tcp' (not ours) opens port 8042 to "
+                "every source") in output, output[-2000:]
+        assert _snapshot(client) == before
+    finally:
+        _sh(client, "ufw --force reset >/dev/null; ufw --force disable")
+        client.close()

@@ -317,3 +317,20 @@ def test_the_sessions_port_is_found_through_sudo(remote, monkeypatch):
     monkeypatch.setitem(remote, "open", fake_open)
     monkeypatch.setattr(remote["os"], "getpid", lambda: 300)
     assert remote["session_port"]() == 2022
+
+
+def test_a_foreign_ufw_rule_blocks_input_only_and_docker_is_still_filtered(remote, monkeypatch):
+    """A foreign allow-all ufw rule makes INPUT unreachable, as an inactive ufw does: the Docker part is planned all
+    the same (it filters forwarded traffic, which INPUT never sees) and the host stays not compliant."""
+    problem = "ufw rule 'allow 8042/tcp' (not ours) opens port 8042 to every source"
+    monkeypatch.setitem(remote, "detect", lambda: ("ufw", True))
+    monkeypatch.setitem(remote, "ufw_plan", lambda ports, v4, v6: {"changed": True, "problems": [problem],
+                                                                   "rules": [], "notes": []})
+    monkeypatch.setitem(remote, "docker_plan", lambda v4, v6: {
+        "changed": True, "bindings": [{"host_port": 8042}], "rules": ["iptables:"], "notes": [],
+        "current_rules": [], "wanted_rules": ["iptables -A ORTHANC-HARDEN-DOCKER -j DROP"], "files": {}})
+    request = {"ports": [8042], "cidrs": ["10.0.0.0/8"], "docker": True}
+    result = remote["plan"](request)
+    assert result["blocked"] == problem and result["input_changed"] is False and result["docker"]["changed"]
+    with pytest.raises(remote["Unsupported"], match="not ours"):
+        remote["plan"]({**request, "docker": False})
