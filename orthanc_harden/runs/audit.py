@@ -82,19 +82,47 @@ def load_state(inventory_path: str, limit: list[str] | None, parallel: int, shar
     return state, hosts, chosen
 
 
+def inventory_digest(inventory_path: str) -> str | None:
+    """SHA-256 of what the inventory's hosts and settings are read from: the file alone (as before) for a Python
+    inventory, and for an Ansible one also the `group_vars`/`host_vars` beside it, or every file of an inventory
+    directory, so that runners whose variables differ are not merged as one fleet. None when there is no such
+    path (an inline inventory)."""
+    import os
+
+    from ..ansible_inventory import is_ansible
+
+    if os.path.isfile(inventory_path) and not is_ansible(inventory_path):
+        with open(inventory_path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    if not os.path.exists(inventory_path):
+        return None
+    base = inventory_path if os.path.isdir(inventory_path) else os.path.dirname(inventory_path) or "."
+    roots = [inventory_path] if os.path.isdir(inventory_path) else [
+        inventory_path, *(os.path.join(base, d) for d in ("group_vars", "host_vars"))]
+    files = []
+    for root in roots:
+        if os.path.isfile(root):
+            files.append(root)
+        for directory, subdirs, names in os.walk(root):
+            subdirs.sort()
+            files += [os.path.join(directory, name) for name in sorted(names)
+                      if os.path.isfile(os.path.join(directory, name))]  # never open a fifo or a device
+    digest = hashlib.sha256()
+    for path in sorted(set(files), key=lambda p: os.path.relpath(p, base)):
+        with open(path, "rb") as handle:
+            digest.update(b"%s\0%s\n" % (os.path.relpath(path, base).encode(),
+                                          hashlib.sha256(handle.read()).hexdigest().encode()))
+    return digest.hexdigest()
+
+
 def selection(inventory_path: str, limit: list[str] | None, selected: list[str], shard: Shard | None,
               keys: dict[str, str] | None = None) -> dict:
     """What a report says about the hosts it covers: the inventory file's digest (runners of one fleet load the
     same file, wherever they mount it), the hosts chosen by --limit before sharding, the shard, and the shard
     keys that are not the host's name (`shard.key_of`). `report merge` uses it to refuse reports of other
     inventories and to name hosts no report covered."""
-    import os
-
-    content = None
-    if os.path.isfile(inventory_path):
-        with open(inventory_path, "rb") as handle:
-            content = hashlib.sha256(handle.read()).hexdigest()
-    return {"inventory_sha256": content, "limit": list(limit or []), "selected_hosts": sorted(selected),
+    return {"inventory_sha256": inventory_digest(inventory_path), "limit": list(limit or []),
+            "selected_hosts": sorted(selected),
             "selection_sha256": selection_digest(selected), "shard": shard.as_dict() if shard else None,
             "shard_keys": keys or {}}
 

@@ -4,7 +4,8 @@ The lab host runs a Docker engine of its own (docker.io from Debian, inside the 
 container published on 0.0.0.0 and an unrelated web server published beside it. Two network namespaces made here,
 each joined to the lab host by a veth pair, are the outside world: `ohdu-out` (10.231.7.2, not allowed) and
 `ohdu-in` (10.231.8.2, allowed). Their HTTP goes through Docker's real DNAT and FORWARD path, which traffic from the
-host itself never takes. Nothing but those namespaces and the lab's own containers is contacted.
+host itself never takes. The tool logs in as the unprivileged `deploy` with password-less sudo, as fleets are
+reached. Nothing but those namespaces and the lab's own containers is contacted.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from orthanc_harden.lab.seed import make_instance
 from orthanc_harden.remote import program
 from tests.conftest import ROOT, run_cli, unavailable
 from tests.integration.conftest import SUBSET_INVENTORY, fresh_lab, ssh_to
+from tests.integration import variants
 from tests.integration.conftest import run_on as _sh
 
 pytestmark = pytest.mark.lab
@@ -117,6 +119,7 @@ def docker_host(tmp_path_factory):
     image = subprocess.run(["docker", "inspect", "-f", "{{.Config.Image}}", lab["containers"][0]["container"]],
                            capture_output=True, text=True, check=True, timeout=30).stdout.strip()
     client = ssh_to(lab, host)
+    variants.sudo_login(client)
     sftp = client.open_sftp()
     with sftp.open("/usr/local/sbin/runc-lab", "w") as handle:
         handle.write(RUNC_WRAPPER)
@@ -158,7 +161,9 @@ def docker_host(tmp_path_factory):
 
 def _deploy(lab, **data) -> tuple[int, str]:
     name = lab["hosts"][0]["name"]
-    settings = {"orthanc_harden_allowed_cidrs": ALLOWED, "orthanc_harden_firewall_backend": "iptables", **data}
+    # Reached as fleets are: an unprivileged login with sudo (the firewall and Docker commands run through it).
+    settings = {"orthanc_harden_allowed_cidrs": ALLOWED, "orthanc_harden_firewall_backend": "iptables",
+                "ssh_user": "deploy", "_sudo": True, **data}
     env = {**os.environ, "ORTHANC_HARDEN_LAB": LAB, "OH_TEST_HOSTS": name,
            "OH_TEST_DATA": json.dumps({name: settings})}
     proc = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "-v", lab["inventory"], "deploys/firewall.py"],

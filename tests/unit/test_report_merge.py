@@ -180,3 +180,36 @@ def test_a_missing_host_is_placed_in_its_shard_by_its_key():
     held = shard_of(machine, 3)
     merged = merge([r for i, r in enumerate(reports, 1) if i != held])
     assert f"{engine} is in no report: shard {held}/3 has no report" in merged["problems"]
+
+
+def test_the_inventory_digest_covers_what_ansible_reads_besides_the_file(tmp_path):
+    """Two runners with the same hosts file but other group_vars are two fleets' settings: their reports must not
+    merge as one. A Python inventory keeps the plain digest of its file."""
+    import hashlib
+    import os
+
+    from orthanc_harden.runs.audit import inventory_digest
+
+    python_inventory = tmp_path / "fleet.py"
+    python_inventory.write_text("pacs = ['pacs-01']\n")
+    assert inventory_digest(str(python_inventory)) == hashlib.sha256(python_inventory.read_bytes()).hexdigest()
+
+    hosts = tmp_path / "hosts.ini"
+    hosts.write_text("[pacs]\npacs-01\n")
+    alone = inventory_digest(str(hosts))
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "pacs.yml").write_text("orthanc_harden_allowed_cidrs: [10.0.0.0/8]\n")
+    with_vars = inventory_digest(str(hosts))
+    assert with_vars != alone
+    (tmp_path / "group_vars" / "pacs.yml").write_text("orthanc_harden_allowed_cidrs: [0.0.0.0/0]\n")
+    assert inventory_digest(str(hosts)) not in (alone, with_vars)
+    os.mkfifo(tmp_path / "group_vars" / "pipe")  # never opened: the digest would block on it
+    assert inventory_digest(str(hosts)) == inventory_digest(str(hosts))
+
+    directory = tmp_path / "inventory"
+    (directory / "host_vars").mkdir(parents=True)
+    (directory / "hosts.yml").write_text("all:\n  hosts:\n    pacs-01:\n")
+    before = inventory_digest(str(directory))
+    (directory / "host_vars" / "pacs-01.yml").write_text("orthanc_harden_users_mode: merge\n")
+    assert inventory_digest(str(directory)) != before
+    assert inventory_digest(str(tmp_path / "missing.ini")) is None
