@@ -5,44 +5,46 @@ removed, package versions and container images and settings, each from and to.
 pyinfra runs an operation's body at plan time only up to its first command, so operations record here before
 they yield one. Nothing here ever holds a password: file diffs come masked (``remote.orthanc_config.masked_diff``
 on the host, or the same function on the control node for a container's files), environment values are masked.
+Kept in the run's record (``run_record``), as is whether the run is a dry one.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 
-PLANS: dict[str, dict[str, dict[str, dict]]] = {}
+from . import run_record
+
 KINDS = ("files", "firewall", "packages", "containers")
-_DRY = [False]
 
 
 def dry() -> bool:
     """A dry run is planning (``remediate --dry``): operations may then read what only the plan needs (what the
     repositories offer now), which a real run learns by doing it."""
-    return _DRY[0]
+    return run_record.current().dry
 
 
 @contextmanager
 def dry_run(on: bool = True):
-    previous, _DRY[0] = _DRY[0], on
+    record_ = run_record.current()
+    previous, record_.dry = record_.dry, on
     try:
         yield
     finally:
-        _DRY[0] = previous
+        record_.dry = previous
 
 
 def record(host_name: str, kind: str, key: str, entry: dict) -> None:
     """Keep `entry` for this host; the same `key` again replaces it (an operation may be planned twice)."""
-    PLANS.setdefault(host_name, {}).setdefault(kind, {})[key] = entry
+    run_record.current().plans.setdefault(host_name, {}).setdefault(kind, {})[key] = entry
 
 
 def for_host(host_name: str) -> dict[str, list[dict]]:
-    found = PLANS.get(host_name, {})
+    found = run_record.current().plans.get(host_name, {})
     return {kind: list(found[kind].values()) for kind in KINDS if found.get(kind)}
 
 
 def clear() -> None:
-    PLANS.clear()
+    run_record.current().plans.clear()
 
 
 def show_diff(host, path: str, diff: str) -> None:

@@ -50,6 +50,25 @@ def _system_version(url: str, verify: bool | str = True) -> str | None:
     return response.json().get("Version")
 
 
+_NO_TAKER = "upgrade.package(restart=False), but no auth.authentication follows for it in this run"
+
+
+def _deferrable(host, units: list[str]) -> tuple[list[str], list[str]]:
+    """The units whose restart an authentication operation later in this run takes (restart=False), and the
+    others, which restart now: Orthanc must never be left on the binary an upgrade replaced."""
+    left = [unit for unit in units if restarts.taken_after(host, unit)]
+    return left, [unit for unit in units if unit not in left]
+
+
+def _restart_now(host, units: list[str], gate: dict) -> bool:
+    for unit in units:
+        host.log_styled(f"{unit}: {_NO_TAKER}: restarting it now", fg="yellow")
+        if not restart_answering(host, unit, gate, ANSWER_TIMEOUT):
+            return _fail(host, f"orthanc installed but {unit} does not answer after its restart; Orthanc log: "
+                               f"{_log_tail(host, unit)}")
+    return True
+
+
 def upgraded(state, host, binary: str, config_dir: str, target: str, floor: str, probe_url: str | None,
              http_port: int, manager: str, services: list[str], restarted: bool = True,
              ssl_certificate: str | None = None, probe_verify: bool | str = True) -> bool:
@@ -71,8 +90,15 @@ def upgraded(state, host, binary: str, config_dir: str, target: str, floor: str,
     gate = gate_target(probe_url, http_port, ssl_certificate, probe_verify)
     message = f"orthanc upgraded to {reported} ({target})"
     if not restarted:  # a stopped unit stays stopped, as try-restart would leave it
-        restarts.defer(host.name, [line.split(" ", 1)[1] for line in lines[1:] if line.startswith("active-unit ")])
-        message += "; restarted with the authentication change"
+        active = [line.split(" ", 1)[1] for line in lines[1:] if line.startswith("active-unit ")]
+        left, now = _deferrable(host, active)
+        restarts.defer(host.name, left)
+        if left:
+            message += "; restarted with the authentication change"
+        if now and not _restart_now(host, now, gate):
+            return False
+        if now:
+            message += f"; {', '.join(now)} restarted now ({_NO_TAKER})"
     elif services and not _answering(host, gate, ANSWER_TIMEOUT):
         tail = _log_tail(host, services[0])
         return _fail(host, f"orthanc {reported} installed but Orthanc is not answering; Orthanc log: {tail}")
@@ -92,17 +118,23 @@ def restart_replaced(state, host, units: list[str], restart: bool, probe_url: st
     """Units running a binary an earlier upgrade replaced: restart each (or leave it to the authentication change
     that follows) and check Orthanc answers."""
     names = ", ".join(units)
-    if not restart:
-        restarts.defer(host.name, units)
-        outcomes.record(host.name, CONTROL, "changed", f"{names} still ran the replaced Orthanc binary; restarted "
-                                                       "with the authentication change")
-        return True
     gate = gate_target(probe_url, http_port, ssl_certificate, probe_verify)
-    for unit in units:
+    left, now = _deferrable(host, units) if not restart else ([], units)
+    if left:
+        restarts.defer(host.name, left)
+        if not now:
+            outcomes.record(host.name, CONTROL, "changed", f"{names} still ran the replaced Orthanc binary; "
+                                                           "restarted with the authentication change")
+            return True
+    for unit in now:
         if not restart_answering(host, unit, gate, ANSWER_TIMEOUT):
             return _fail(host, f"{unit} ran the replaced Orthanc binary and does not answer after its restart; "
                                f"Orthanc log: {_log_tail(host, unit)}")
-    message = f"{names} restarted: still ran the Orthanc binary an earlier upgrade replaced"
+    message = f"{', '.join(now)} restarted: still ran the Orthanc binary an earlier upgrade replaced"
+    if not restart:
+        message += f" ({_NO_TAKER})"
+    if left:
+        message = f"{', '.join(left)} restarted with the authentication change; {message}"
     outcomes.record(host.name, CONTROL, "changed", message)
     host.log_styled(message, fg="green")
     return True

@@ -13,7 +13,7 @@ import docker
 import paramiko
 from docker.transport import SSHHTTPAdapter
 
-from .. import settings
+from .. import run_record, settings
 
 API_VERSION = "1.41"  # Docker 20.10; every call made here exists since then
 
@@ -95,9 +95,6 @@ def for_host(data, timeout: int = 60) -> docker.DockerClient:
     return connect(url, tls, _ssh_settings(data), timeout)
 
 
-_opened: dict[tuple[str, str], docker.DockerClient] = {}
-
-
 def of_host(host, timeout: int = 60) -> docker.DockerClient:
     """The engine of a pyinfra host, opened once per run and shared by the plan and execute passes.
 
@@ -107,10 +104,11 @@ def of_host(host, timeout: int = 60) -> docker.DockerClient:
     client = getattr(getattr(host, "connector", None), "client", None)
     if client is not None:
         return client
+    opened = run_record.current().engines  # once per run: another run opens its own
     key = (host.name, settings.get(host.data, "orthanc_harden_docker_url"))
-    if key not in _opened:
-        _opened[key] = for_host(host.data, timeout)
-    return _opened[key]
+    if key not in opened:
+        opened[key] = for_host(host.data, timeout)
+    return opened[key]
 
 
 def _reason(err: BaseException) -> str:

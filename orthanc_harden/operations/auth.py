@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 
 from pyinfra import host
@@ -140,3 +142,27 @@ def authentication(
                     if restart else f"authentication on in {config_path}; Orthanc not restarted (restart=False)")
     if restart:
         yield FunctionCommand(restart_and_gate, (service, plan["files"], gate), {"meta": plan.get("meta", {})})
+
+
+def _takes_deferred_restarts(op):
+    """Note, when the operation is called (planned), that it will restart its unit: an upgrade executed before it
+    on the host may then leave that restart to it (``restarts``). Calls and ``_inner`` are pyinfra's own."""
+    signature = inspect.signature(op._inner)
+    parameters = signature.parameters
+
+    @functools.wraps(op)
+    def call(*args, **kwargs):
+        order = getattr(host, "op_hash_order", [])
+        before = len(order)
+        meta = op(*args, **kwargs)
+        own = {key: value for key, value in kwargs.items() if key in parameters}
+        bound = signature.bind_partial(*args, **own).arguments
+        if len(order) > before and bound.get("restart", parameters["restart"].default):
+            restarts.will_restart(host.name, bound.get("service", parameters["service"].default), order[-1])
+        return meta
+
+    call._inner = op._inner
+    return call
+
+
+authentication = _takes_deferred_restarts(authentication)

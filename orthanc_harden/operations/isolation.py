@@ -23,9 +23,9 @@ from .. import outcomes
 
 
 def _scrubbed(text: str) -> str:
-    from ..secrets import RUN_CACHE
+    from ..secrets import resolved_values
 
-    for secret in RUN_CACHE.values():
+    for secret in resolved_values():
         text = text.replace(secret, "*MASKED*")
     return text
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 
-from .. import outcomes
+from .. import outcomes, planned
 from .isolation import host_step
 
 
@@ -68,10 +68,15 @@ def compliant(controls: tuple[str, ...] = ("upgrade", "auth", "firewall")):
     failed = [entry["message"] for control, entry in found.items()
               if control.startswith("container ") and entry["status"] == "failed"]
     if failed:
-        yield failing("compliance", "failed: " + "; ".join(failed + open_items), status="not-compliant")
+        message = "failed: " + "; ".join(failed + open_items)
+    elif open_items:
+        message = "not compliant: " + "; ".join(open_items)
+    else:
         return
-    if open_items:
-        yield failing("compliance", "not compliant: " + "; ".join(open_items), status="not-compliant")
+    if planned.dry():  # a verdict, not a change: a dry run's plan lists only what would change
+        outcomes.record(host.name, "compliance", "not-compliant", message)
+        return
+    yield failing("compliance", message, status="not-compliant")
 
 
 @operation()

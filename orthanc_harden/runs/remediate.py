@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable
 
-from .. import outcomes, planned, restarts, settings
+from .. import outcomes, planned, settings
 from ..ansible_inventory import REFUSED
 from ..audit import words
 from ..operations.isolation import details, one_line
@@ -22,7 +22,6 @@ from .shard import Shard
 
 EXIT_COMPLIANT, EXIT_NOT_COMPLIANT, EXIT_FAILED = 0, 1, 2
 STATUSES = ("changed", "compliant", "would-change", "not-compliant", "failed")
-COMPLIANCE_OP = "Orthanc compliant"  # the harden deploy's last op: it fails non-compliant hosts on purpose
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -117,22 +116,40 @@ def _unchanged(state, host) -> bool:
     return all(meta.is_complete() and not meta.did_change() for meta in metas)
 
 
+class _CallSite(list):
+    """A host's loop position (``host.loop``) that also names the lines of code calling each operation."""
+
+    def __init__(self, state, within):
+        super().__init__(within)
+        self._state = state
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __iter__(self):
+        from pyinfra.api.util import get_operation_order_from_stack
+
+        yield from list(super().__iter__())
+        yield from get_operation_order_from_stack(self._state)
+
+
 @contextmanager
-def _ops_keyed_by_call_site():
-    """Plan with operations identified by their call site, as the pyinfra CLI does.
+def _ops_keyed_by_call_site(state, host):
+    """Plan this host's operations identified by their call site, as the pyinfra CLI does, for this run only.
 
     pyinfra's API mode (what `add_deploy` uses) numbers each host's operations 1, 2, 3...: in a mixed fleet an
     engine host's third operation and a package host's third are different operations under one hash, which
     mixes their names (the dry plan then misses changes) and refuses differing `_continue_on_error` values.
+    pyinfra 3.10 adds the host's loop position to that number: ours carries the call site, so only this run's
+    hosts are keyed differently (flipping `pyinfra.is_cli`, as the CLI does, would change every pyinfra run in
+    the process). Operations called at the same place in the same order still share one hash across hosts.
     """
-    import pyinfra
-
-    previous = pyinfra.is_cli
-    pyinfra.is_cli = True
+    previous = host.loop_position
+    host.loop_position = _CallSite(state, previous)
     try:
         yield
     finally:
-        pyinfra.is_cli = previous
+        host.loop_position = previous
 
 
 def _plan(state, host) -> list[str]:
@@ -143,7 +160,8 @@ def _plan(state, host) -> list[str]:
     with ctx_state.use(state), ctx_host.use(host):
         for op_hash in state.get_op_order():
             data = state.ops[host].get(op_hash)
-            if data is None or any(n.endswith(COMPLIANCE_OP) for n in state.get_op_meta(op_hash).names):
+            # report.compliant, which fails a non-compliant host on purpose, changes nothing in a dry plan
+            if data is None:
                 continue
             if data.operation_meta.will_change:
                 names.append(", ".join(sorted(n.split(" | ")[-1] for n in state.get_op_meta(op_hash).names)))
@@ -200,6 +218,19 @@ def _safe_row(host, *args) -> dict:
 def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int = 20, dry: bool = False,
               on_op: Callable[[str], None] | None = None, shard: Shard | None = None) -> dict:
     """Run ``orthanc_harden.deploys.harden`` on every host (plan only when ``dry``) and return the report."""
+    from pyinfra.context import ctx_state
+
+    started = time.time()
+    state, hosts, chosen = audit.load_state(inventory_path, limit, parallel, shard)
+    if not hosts:
+        return report([], inventory_path, started, dry, chosen)
+    # The run's outcomes, restarts, plans and secrets are this State's (run_record): fresh, and its own.
+    with ctx_state.use(state):
+        return _remediate(state, hosts, chosen, inventory_path, started, parallel, dry, on_op)
+
+
+def _remediate(state, hosts, chosen, inventory_path: str, started: float, parallel: int, dry: bool,
+               on_op: Callable[[str], None] | None) -> dict:
     from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.operations import run_ops
     from pyinfra.api.state import StateStage
@@ -207,13 +238,6 @@ def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int
 
     from ..deploys import harden
 
-    started = time.time()
-    state, hosts, chosen = audit.load_state(inventory_path, limit, parallel, shard)
-    if not hosts:
-        return report([], inventory_path, started, dry, chosen)
-    outcomes.clear()
-    restarts.clear()
-    planned.clear()
     pyinfra_lines = _PyinfraLines()
     pyinfra_logger = logging.getLogger("pyinfra")
     pyinfra_logger.addHandler(pyinfra_lines)
@@ -227,7 +251,7 @@ def remediate(inventory_path: str, limit: list[str] | None = None, parallel: int
         state.set_stage(StateStage.Prepare)
         for host in connected:
             try:
-                with _ops_keyed_by_call_site(), ctx_state.use(state), ctx_host.use(host):
+                with _ops_keyed_by_call_site(state, host), ctx_state.use(state), ctx_host.use(host):
                     harden(host_state=host_states.get(host))
             except Exception as err:  # noqa: BLE001 - this host fails alone; the others are planned
                 outcomes.record(host.name, "prepare", "failed", one_line(err), traceback=details(err))

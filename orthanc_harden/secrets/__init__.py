@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from pyinfra.api import HiddenValue
 
-from .. import settings
+from .. import run_record, settings
 
 SCHEMES = ("env", "file", "vault", "bao", "ansible-vault", "sops", "pass")
 
@@ -125,5 +125,22 @@ class SecretCache:
             self.users(ref)
 
 
-# pyinfra executes a deploy file once per host: a process-wide cache makes "once per run" hold across hosts.
-RUN_CACHE = SecretCache()
+class _RunCache:
+    """The ``SecretCache`` of the run pyinfra is planning or executing now (``run_record``): pyinfra executes a
+    deploy file once per host, and the run's cache makes "once per run" hold across its hosts, never across runs."""
+
+    def __getattr__(self, name: str):
+        record = run_record.current()
+        if record.secrets is None:
+            record.secrets = SecretCache()
+        return getattr(record.secrets, name)
+
+
+RUN_CACHE = _RunCache()
+
+
+def resolved_values() -> list[str]:
+    """Every password any run still held in this process has resolved, to scrub from what is logged or kept:
+    masking never depends on which run is current when a line is written."""
+    return [value for record in run_record.live() if record.secrets is not None
+            for value in record.secrets.values()]
