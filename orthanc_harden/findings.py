@@ -13,9 +13,10 @@ from pathlib import Path
 
 from . import readme_table
 from .orthanc import FLOOR, version_tuple
+from .statuses import FindingStatus, Severity
 
-SEVERITIES = ("critical", "high", "medium", "low", "info")
-BLOCKING = ("critical", "high")
+SEVERITIES = tuple(Severity)
+BLOCKING = (Severity.CRITICAL, Severity.HIGH)
 # Why medium and lower findings are reported but never enforced: each can be what a working setup needs.
 ADVISED = "Advised only (a working setup may need it): never changed by the tool, never blocking compliance."
 BEGIN, END = "<!-- BEGIN FINDINGS -->", "<!-- END FINDINGS -->"
@@ -34,7 +35,7 @@ class Control:
 @dataclass(frozen=True)
 class Result:
     control: Control
-    status: str  # "fail" | "waived"
+    status: FindingStatus
     detail: str
     waiver: str | None = None
 
@@ -171,17 +172,18 @@ def evaluate(instance: dict, waivers: dict[str, str] | None = None, min_version:
             continue
         control = CATALOGUE[control_id]
         reason = waivers.get(control_id)
-        results[control_id] = Result(control, "waived" if reason else "fail", detail, reason or None)
+        status = FindingStatus.WAIVED if reason else FindingStatus.FAIL
+        results[control_id] = Result(control, status, detail, reason or None)
     return sorted(results.values(), key=lambda r: (SEVERITIES.index(r.control.severity), r.control.id))
 
 
 def summarise(results: list[Result]) -> dict:
-    failed = [r for r in results if r.status == "fail"]
+    failed = [r for r in results if r.status == FindingStatus.FAIL]
     return {
         "compliant": not any(r.control.severity in BLOCKING for r in failed),
         "worst": failed[0].control.severity if failed else None,
         "failed": [r.control.id for r in failed],
-        "waived": [r.control.id for r in results if r.status == "waived"],
+        "waived": [r.control.id for r in results if r.status == FindingStatus.WAIVED],
     }
 
 

@@ -7,6 +7,7 @@ the run's record (``run_record``): another pyinfra run in the same process has i
 from __future__ import annotations
 
 from . import run_record
+from .statuses import Outcome
 
 
 def _outcomes() -> dict[str, dict[str, dict]]:
@@ -14,9 +15,9 @@ def _outcomes() -> dict[str, dict[str, dict]]:
 
 
 def record(host_name: str, control: str, status: str, message: str = "", traceback: str | None = None) -> None:
-    """status: "ok", "changed", "not-compliant" (nothing the tool can do, e.g. no fixed package), "failed".
+    """status: an ``Outcome`` or its word ("ok", "changed", "not-compliant", "failed", "waived").
     `traceback`: an unexpected error's, for the JSON report; kept when the same failure is recorded again."""
-    entry = {"status": status, "message": message}
+    entry = {"status": Outcome(status), "message": message}
     found = _outcomes()
     previous = found.get(host_name, {}).get(control, {})
     traceback = traceback or (previous.get("traceback") if previous.get("message") == message else None)

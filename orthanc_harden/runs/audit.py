@@ -12,6 +12,7 @@ from typing import Callable
 
 from .. import __version__, findings, settings
 from ..docker import engine, inspection
+from ..statuses import InstanceStatus
 from .shard import Shard, key_of, selection_digest
 from ..audit import instances, probe
 
@@ -128,7 +129,7 @@ def selection(inventory_path: str, limit: list[str] | None, selected: list[str],
 
 
 def _row_failed(host_name: str, reason: str) -> dict:
-    return {"host": host_name, "instance": None, "kind": None, "status": "failed", "reason": reason,
+    return {"host": host_name, "instance": None, "kind": None, "status": InstanceStatus.FAILED, "reason": reason,
             "findings": [], "compliant": False}
 
 
@@ -139,7 +140,7 @@ def _evaluate(instance: dict, data) -> dict:
     summary = findings.summarise(results)
     instance["findings"] = [r.as_dict() for r in results]
     instance["compliant"] = summary["compliant"]
-    instance["status"] = "compliant" if summary["compliant"] else "findings"
+    instance["status"] = InstanceStatus.COMPLIANT if summary["compliant"] else InstanceStatus.FINDINGS
     return instance
 
 
@@ -189,7 +190,7 @@ def audit_host(host, host_state: dict | None = None, docker_user: list | None = 
     except Exception as err:  # noqa: BLE001 - one host's problem never stops the others' audit
         return [{**_row_failed(host.name, one_line(err)), "traceback": details(err)}]
     if not found:
-        return [{"host": host.name, "instance": None, "kind": None, "status": "no-orthanc",
+        return [{"host": host.name, "instance": None, "kind": None, "status": InstanceStatus.NO_ORTHANC,
                  "reason": "no Orthanc package, binary, unit, process or container found", "findings": [],
                  "compliant": True}]
     try:
@@ -254,12 +255,12 @@ def run_metadata(command: str, inventory_path: str, started: float, chosen: dict
 
 
 def exit_code(rows: list[dict]) -> int:
-    failed = any(r["status"] == "failed" for r in rows)
+    failed = any(r["status"] == InstanceStatus.FAILED for r in rows)
     return EXIT_FAILED if failed else (EXIT_COMPLIANT if all(r["compliant"] for r in rows) else EXIT_FINDINGS)
 
 
 def summary(rows: list[dict]) -> dict:
-    return {s: sum(1 for r in rows if r["status"] == s) for s in ("compliant", "findings", "failed", "no-orthanc")}
+    return {s.value: sum(1 for r in rows if r["status"] == s) for s in InstanceStatus}
 
 
 def report(rows: list[dict], inventory_path: str, started: float, chosen: dict | None = None) -> dict:

@@ -17,11 +17,12 @@ from .. import outcomes, planned, settings
 from ..ansible_inventory import REFUSED
 from ..audit import words
 from ..operations.isolation import details, one_line
+from ..statuses import HostStatus, InstanceStatus, Outcome
 from . import audit
 from .shard import Shard
 
 EXIT_COMPLIANT, EXIT_NOT_COMPLIANT, EXIT_FAILED = 0, 1, 2
-STATUSES = ("changed", "compliant", "would-change", "not-compliant", "failed")
+STATUSES = tuple(HostStatus)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -56,10 +57,10 @@ def _callbacks(on_op: Callable[[str], None] | None, lines: _PyinfraLines | None 
             # Our own operations record why they fail (and compliance failures are "not-compliant"); this
             # covers the rest, such as a connection lost in the middle of the run.
             found = outcomes.for_host(host.name)
-            if "compliance" not in found and "failed" not in {o["status"] for o in found.values()}:
+            if "compliance" not in found and Outcome.FAILED not in {o["status"] for o in found.values()}:
                 name = ", ".join(sorted(state.get_op_meta(op_hash).names))
                 cause = lines.last_for(host.name) if lines else None
-                outcomes.record(host.name, "run", "failed", f"operation '{name}' failed" + (f": {cause}" if cause
+                outcomes.record(host.name, "run", Outcome.FAILED, f"operation '{name}' failed" + (f": {cause}" if cause
                                                                                           else ""))
 
     return Events()
@@ -171,38 +172,39 @@ def _plan(state, host) -> list[str]:
 def _row(host, failed: bool, pyinfra_lines: _PyinfraLines, dry: bool, plan: list[str],
          host_state: dict | None = None, docker_user: list | None = None) -> dict:
     found = outcomes.for_host(host.name)
-    changes = [f"{control}: {o['message']}" for control, o in found.items() if o["status"] == "changed"]
-    row = {"host": host.name, "status": "compliant", "reason": "", "changes": changes,
+    changes = [f"{control}: {o['message']}" for control, o in found.items() if o["status"] == Outcome.CHANGED]
+    row = {"host": host.name, "status": HostStatus.COMPLIANT, "reason": "", "changes": changes,
            "waived": settings.waived_controls(host.data), "audit": []}
-    failures = [o["message"] for o in found.values() if o["status"] == "failed"]
+    failures = [o["message"] for o in found.values() if o["status"] == Outcome.FAILED]
     tracebacks = [o["traceback"] for o in found.values() if o.get("traceback")]
     if tracebacks:  # unexpected errors: the JSON report (and -v) get the details, the table one line
         row["traceback"] = "\n".join(tracebacks)
     if failures or (failed and "compliance" not in found):
         reason = "; ".join(failures) or pyinfra_lines.last_for(host.name) or "the run failed"
-        row.update(status="failed", reason=reason)
+        row.update(status=HostStatus.FAILED, reason=reason)
         return row
     open_items = [f"{control}: {o['message']}" for control, o in found.items()
-                  if o["status"] == "not-compliant" and control != "compliance"]
+                  if o["status"] == Outcome.NOT_COMPLIANT and control != "compliance"]
     if dry:
         row["changes"] = plan
         row["plan"] = planned.for_host(host.name)
         if plan:
-            row.update(status="would-change", reason="; ".join(open_items))
+            row.update(status=HostStatus.WOULD_CHANGE, reason="; ".join(open_items))
         elif open_items:
-            row.update(status="not-compliant", reason="; ".join(open_items))
+            row.update(status=HostStatus.NOT_COMPLIANT, reason="; ".join(open_items))
         return row
     audited = audit.audit_host(host, host_state=host_state, docker_user=docker_user)
     row["audit"] = [{"instance": a["instance"], "status": a["status"],
                      "findings": [{key: f[key] for key in ("id", "severity", "title", "short", "status")}
                                   for f in a["findings"]]} for a in audited]
-    if any(a["status"] == "failed" for a in audited):
-        row.update(status="failed", reason=next(a["reason"] for a in audited if a["status"] == "failed"))
+    if any(a["status"] == InstanceStatus.FAILED for a in audited):
+        row.update(status=HostStatus.FAILED,
+                   reason=next(a["reason"] for a in audited if a["status"] == InstanceStatus.FAILED))
     elif open_items or not all(a["compliant"] for a in audited):
         detail = [f"{a['instance']}: {words.summary(a['findings'])}" for a in audited if not a["compliant"]]
-        row.update(status="not-compliant", reason="; ".join(open_items + detail))
+        row.update(status=HostStatus.NOT_COMPLIANT, reason="; ".join(open_items + detail))
     elif changes:
-        row["status"] = "changed"
+        row["status"] = HostStatus.CHANGED
     return row
 
 
@@ -211,7 +213,7 @@ def _safe_row(host, *args) -> dict:
     try:
         return _row(host, *args)
     except Exception as err:  # noqa: BLE001 - one host's problem never stops the others
-        return {"host": host.name, "status": "failed", "reason": f"audit after the run: {one_line(err)}",
+        return {"host": host.name, "status": HostStatus.FAILED, "reason": f"audit after the run: {one_line(err)}",
                 "changes": [], "waived": {}, "audit": [], "traceback": details(err)}
 
 
@@ -294,15 +296,15 @@ def _remediate(state, hosts, chosen, inventory_path: str, started: float, parall
 
 def exit_code(rows: list[dict]) -> int:
     statuses = {r["status"] for r in rows}
-    if "failed" in statuses:
+    if HostStatus.FAILED in statuses:
         return EXIT_FAILED
-    if statuses & {"not-compliant", "would-change"}:
+    if statuses & {HostStatus.NOT_COMPLIANT, HostStatus.WOULD_CHANGE}:
         return EXIT_NOT_COMPLIANT
     return EXIT_COMPLIANT
 
 
 def summary(rows: list[dict]) -> dict:
-    return {s: sum(1 for r in rows if r["status"] == s) for s in STATUSES}
+    return {s.value: sum(1 for r in rows if r["status"] == s) for s in STATUSES}
 
 
 def report(rows: list[dict], inventory_path: str, started: float, dry: bool, chosen: dict | None = None) -> dict:
