@@ -163,7 +163,8 @@ def package(
       ``OrthancHostState`` fact's ``binary_replaced``): restarted even when the package is at the floor
     + restart: ``False`` installs without restarting and leaves the restart of ``services`` to
       ``auth.authentication`` on each of them later in the same run (``harden`` does this): Orthanc then restarts
-      once, health-gated, for both changes
+      once, health-gated, for both changes; a unit no such operation follows on the host is restarted here, as
+      with ``True``, and the output says why (never left running the replaced binary)
     + ssl_certificate: an Orthanc with ``SslEnabled``: its certificate file on the host, which the on-host check
       trusts alone over https
     + probe_verify: TLS verification of an https ``probe_url``: ``True`` (the system's CAs), a CA bundle path on

@@ -135,7 +135,7 @@ class _CallSite(list):
 
 
 @contextmanager
-def _ops_keyed_by_call_site(state, host):
+def keyed_by_call_site(state, host):
     """Plan this host's operations identified by their call site, as the pyinfra CLI does, for this run only.
 
     pyinfra's API mode (what `add_deploy` uses) numbers each host's operations 1, 2, 3...: in a mixed fleet an
@@ -253,7 +253,7 @@ def _remediate(state, hosts, chosen, inventory_path: str, started: float, parall
         state.set_stage(StateStage.Prepare)
         for host in connected:
             try:
-                with _ops_keyed_by_call_site(state, host), ctx_state.use(state), ctx_host.use(host):
+                with keyed_by_call_site(state, host), ctx_state.use(state), ctx_host.use(host):
                     harden(host_state=host_states.get(host))
             except Exception as err:  # noqa: BLE001 - this host fails alone; the others are planned
                 outcomes.record(host.name, "prepare", "failed", one_line(err), traceback=details(err))

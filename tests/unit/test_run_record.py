@@ -200,7 +200,7 @@ def test_operations_are_keyed_by_call_site_for_this_run_only():
     for name in ("pacs-01", "engine-01"):
         host = state.inventory.get_host(name)
         state.activate_host(host)
-        with remediate._ops_keyed_by_call_site(state, host), ctx_state.use(state), ctx_host.use(host):
+        with remediate.keyed_by_call_site(state, host), ctx_state.use(state), ctx_host.use(host):
             deploy()
         hosts[name] = host
     assert seen == [False, False]  # pyinfra's process-wide CLI flag is left alone
