@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from docker.errors import APIError, NotFound
 
 from .. import versions
-from ..orthanc import FLOOR
+from ..orthanc import FLOOR, HTTP_PORT
 from ..remote import load, orthanc_config
 from . import inspection
 
@@ -50,6 +50,7 @@ class Assessment:
     originals: list[ConfigFile] = field(default_factory=list)  # what they replace, for backups and rollback
     carry: list[ConfigFile] = field(default_factory=list)      # writable-layer config a recreate must copy over
     ports: dict | None = None               # new HostConfig.PortBindings (Orthanc's ports on one address only)
+    http_port: int = HTTP_PORT              # Orthanc's HttpPort inside the container: the gate looks it up published
     summary: list[str] = field(default_factory=list)           # password-free description of the change
     resume: bool = False                    # only the parked old container is left: rename it back, start it
     refusal: str | None = None              # the tool must not do it: not compliant, with the advice
@@ -95,15 +96,20 @@ def _compose_advice(attrs: dict, target: str | None, what: list[str]) -> str:
             "orthanc_harden_docker_compose: recreate")
 
 
-def orthanc_ports(files: list[ConfigFile], env: dict) -> set[str]:
-    """Orthanc's HTTP and DICOM ports inside the container ("8042/tcp"), from its JSON files and environment."""
+def container_ports(files: list[ConfigFile], env: dict) -> dict[str, int]:
+    """Orthanc's ``HttpPort`` and ``DicomPort`` inside the container, from its JSON files and environment."""
     parsed = []
     for entry in files:
         try:
             parsed.append(editor_parse(entry.text))
         except ValueError:
             continue
-    return {f"{port}/tcp" for port in orthanc_config.container_orthanc_ports(parsed, env).values()}
+    return orthanc_config.container_orthanc_ports(parsed, env)
+
+
+def orthanc_ports(files: list[ConfigFile], env: dict) -> set[str]:
+    """Orthanc's HTTP and DICOM ports inside the container as Docker names them ("8042/tcp")."""
+    return {f"{port}/tcp" for port in container_ports(files, env).values()}
 
 
 def rebound(attrs: dict, ports: set[str], address: str) -> tuple[dict | None, list[str]]:
@@ -179,6 +185,8 @@ def assess(client, name: str, users: dict[str, str] | None, users_mode: str = "e
         except ValueError:
             pass
     storage = inspection.storage(container, store)
+    env = _env(attrs)
+    result.http_port = container_ports(files, env)["HttpPort"]
 
     if upgrade and not versions.at_least(result.version, floor):
         if not target:
@@ -189,7 +197,6 @@ def assess(client, name: str, users: dict[str, str] | None, users_mode: str = "e
             result.summary.append(f"image {result.image} (Orthanc {result.version}) -> {target}")
 
     editor = _editor()
-    env = _env(attrs)
     if users is None:
         pass
     elif family in ENV_FAMILIES:

@@ -18,6 +18,7 @@ import urllib.parse
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from .. import versions
+from ..orthanc import HTTP_PORT
 from ..checks.health import answering, wait_for_auth
 from . import inspection, spec
 from .assess import PARKED_SUFFIX, Assessment, ConfigFile, digest_matches, in_mount, parked
@@ -100,10 +101,10 @@ def _stop_timeout(attrs: dict) -> int:
     return int(attrs["Config"].get("StopTimeout") or 10)
 
 
-def published_url(attrs: dict, engine_url: str) -> str | None:
-    """Orthanc's HTTP port as the container publishes it now, reached at the engine's address when it is
-    published on every address."""
-    bindings = (attrs["NetworkSettings"].get("Ports") or {}).get("8042/tcp") or []
+def published_url(attrs: dict, engine_url: str, http_port: int = HTTP_PORT) -> str | None:
+    """Orthanc's HTTP port (`http_port` inside the container) as the container publishes it now, reached at the
+    engine's address when it is published on every address."""
+    bindings = (attrs["NetworkSettings"].get("Ports") or {}).get(f"{http_port}/tcp") or []
     if not bindings:
         return None
     address = bindings[0]["HostIp"]
@@ -112,10 +113,10 @@ def published_url(attrs: dict, engine_url: str) -> str | None:
     return f"http://{f'[{address}]' if ':' in address else address}:{bindings[0]['HostPort']}"
 
 
-def _gate(client, name: str, probe_url: str | None, gate: dict, floor: str) -> tuple[bool, str]:
-    container = client.containers.get(name)
+def _gate(client, plan: Assessment, probe_url: str | None, gate: dict, floor: str | None) -> tuple[bool, str]:
+    container = client.containers.get(plan.name)
     # Read after the change: a recreate may have moved the port (orthanc_harden_docker_publish_address).
-    probe_url = probe_url or published_url(container.attrs, gate.get("engine_url") or "")
+    probe_url = probe_url or published_url(container.attrs, gate.get("engine_url") or "", plan.http_port)
     if not probe_url:
         ok, detail = False, "no URL to check Orthanc's HTTP port (set orthanc_harden_probe_urls)"
     elif gate["user"] is None:
@@ -160,7 +161,7 @@ def in_place(client, plan: Assessment, probe_url: str | None, gate: dict) -> str
     _backup(container, plan.originals, running=True)
     _put(container, plan.files, running=True)
     container.restart(timeout=_stop_timeout(container.attrs))
-    ok, detail = _gate(client, plan.name, probe_url, gate, None)
+    ok, detail = _gate(client, plan, probe_url, gate, None)
     if ok:
         return f"authentication on, restarted and healthy: {detail}"
     tail = _log_tail(container)
@@ -210,7 +211,7 @@ def recreate(client, plan: Assessment, probe_url: str | None, gate: dict, floor:
             _put(new, plan.carry + own, running=False)
         _connect_networks(client, new_id, extra_networks)
         new.start()
-        ok, detail = _gate(client, plan.name, probe_url, gate, floor)
+        ok, detail = _gate(client, plan, probe_url, gate, floor)
         if not ok:
             raise ReplaceError(f"health gate failed: {detail}; log: {_log_tail(new)}")
     except (ReplaceError, DockerException) as err:
