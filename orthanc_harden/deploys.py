@@ -277,6 +277,7 @@ def containers_fixed():
             publish_address=settings.get(data, "orthanc_harden_docker_publish_address"),
             upgrade=upgrade_on,
             probe_url=_container_probe_url(data, {"Name": name}),
+            engine=client,
             # One container's failure must not stop the others; `compliant` fails the host at the end.
             _continue_on_error=True,
         )

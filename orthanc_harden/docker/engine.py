@@ -95,13 +95,30 @@ def for_host(data, timeout: int = 60) -> docker.DockerClient:
     return connect(url, tls, _ssh_settings(data), timeout)
 
 
+def of_connector(host) -> docker.DockerClient | None:
+    """The client an ``@dockerengine`` host's connector opened and pinged; None for any other host."""
+    return getattr(getattr(host, "connector", None), "client", None)
+
+
+def address(client: docker.DockerClient) -> str | None:
+    """Where a port the engine publishes on every address is reached: the engine's own host name or address
+    (127.0.0.1 for a local socket)."""
+    api = client.api
+    adapter = getattr(api, "_custom_adapter", None)
+    if isinstance(adapter, SSHHTTPAdapter):  # the SDK keeps "user@host:port" of the ssh:// URL
+        return urllib.parse.urlparse(f"ssh://{adapter.ssh_host}").hostname
+    if api.base_url.startswith("http+docker://"):  # a unix socket (or a Windows named pipe): this machine
+        return "127.0.0.1"
+    return urllib.parse.urlparse(api.base_url).hostname
+
+
 def of_host(host, timeout: int = 60) -> docker.DockerClient:
     """The engine of a pyinfra host, opened once per run and shared by the plan and execute passes.
 
     An ``@dockerengine`` host already holds the client its connector opened and pinged; any other container host
     (an SSH host with ``orthanc_harden_docker_url``) gets one client for the whole run.
     """
-    client = getattr(getattr(host, "connector", None), "client", None)
+    client = of_connector(host)
     if client is not None:
         return client
     opened = run_record.current().engines  # once per run: another run opens its own

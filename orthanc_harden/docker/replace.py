@@ -12,7 +12,6 @@ import io
 import posixpath
 import tarfile
 import time
-import urllib.parse
 
 
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -20,7 +19,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from .. import versions
 from ..orthanc import HTTP_PORT
 from ..checks.health import answering, wait_for_auth
-from . import inspection, spec
+from . import engine, inspection, spec
 from .assess import PARKED_SUFFIX, Assessment, ConfigFile, digest_matches, in_mount, parked
 
 # As on package hosts: the file as it was before orthanc-harden first changed it, kept once, 0600. The rollback
@@ -101,22 +100,24 @@ def _stop_timeout(attrs: dict) -> int:
     return int(attrs["Config"].get("StopTimeout") or 10)
 
 
-def published_url(attrs: dict, engine_url: str, http_port: int = HTTP_PORT) -> str | None:
-    """Orthanc's HTTP port (`http_port` inside the container) as the container publishes it now, reached at the
-    engine's address when it is published on every address."""
+def published_url(attrs: dict, engine_address: str | None, http_port: int = HTTP_PORT) -> str | None:
+    """Orthanc's HTTP port (`http_port` inside the container) as the container publishes it now, reached at
+    `engine_address` (``engine.address``) when it is published on every address."""
     bindings = (attrs["NetworkSettings"].get("Ports") or {}).get(f"{http_port}/tcp") or []
     if not bindings:
         return None
     address = bindings[0]["HostIp"]
     if address in ("", "0.0.0.0", "::"):
-        address = "127.0.0.1" if engine_url.startswith("unix://") else urllib.parse.urlparse(engine_url).hostname
+        if not engine_address:
+            return None
+        address = engine_address
     return f"http://{f'[{address}]' if ':' in address else address}:{bindings[0]['HostPort']}"
 
 
 def _gate(client, plan: Assessment, probe_url: str | None, gate: dict, floor: str | None) -> tuple[bool, str]:
     container = client.containers.get(plan.name)
     # Read after the change: a recreate may have moved the port (orthanc_harden_docker_publish_address).
-    probe_url = probe_url or published_url(container.attrs, gate.get("engine_url") or "", plan.http_port)
+    probe_url = probe_url or published_url(container.attrs, engine.address(client), plan.http_port)
     if not probe_url:
         ok, detail = False, "no URL to check Orthanc's HTTP port (set orthanc_harden_probe_urls)"
     elif gate["user"] is None:

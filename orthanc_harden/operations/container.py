@@ -7,7 +7,7 @@ from pyinfra import host
 from pyinfra.api import FunctionCommand, OperationValueError, operation
 
 from .. import outcomes, planned, settings
-from ..docker import engine, replace
+from ..docker import engine as engines, replace
 from ..docker.assess import assess
 from ..docker.plan import describe
 from ..orthanc import FLOOR
@@ -26,11 +26,10 @@ def _unnamed(message: str, container: str) -> str:
     return message.removeprefix(f"container {container}: ")
 
 
-def _apply(state, host, container: str, users, users_mode, floor, image, compose, upgrade, publish_address, probe_url,
-           gate_timeout):
+def _apply(state, host, client, container: str, users, users_mode, floor, image, compose, upgrade, publish_address,
+           probe_url, gate_timeout):
     control = f"container {container}"
     try:
-        client = engine.of_host(host)
         resumed = replace.resume_parked(client, container)
         plan = assess(client, container, _plain(users), users_mode, floor, image, compose, upgrade,
                       publish_address)
@@ -43,13 +42,12 @@ def _apply(state, host, container: str, users, users_mode, floor, image, compose
                 host.log_styled(f"container {container}: {resumed}", fg="yellow")
             return True
         first = sorted(users)[0] if users else None
-        gate = {"user": first, "password": users[first] if users else None, "timeout": gate_timeout,
-                "engine_url": settings.get(host.data, "orthanc_harden_docker_url")}
+        gate = {"user": first, "password": users[first] if users else None, "timeout": gate_timeout}
         if plan.recreate:
             detail = replace.recreate(client, plan, probe_url, gate, floor)
         else:
             detail = replace.in_place(client, plan, probe_url, gate)
-    except (replace.ReplaceError, engine.EngineError) as err:
+    except (replace.ReplaceError, engines.EngineError) as err:
         return fail_host(host, control, f"container {container}: {err}")
     except DockerException as err:  # before the first change (inspecting the old image...): one line, no traceback
         return fail_host(host, control, f"container {container}: engine error: {str(err).splitlines()[0][:200]}")
@@ -74,10 +72,10 @@ def orthanc(
     publish_address: str | None = None,
     probe_url: str | None = None,
     gate_timeout: float = GATE_TIMEOUT,
+    engine=None,
 ):
     """
-    Bring one Orthanc container to a fixed version with authentication on, through the host's Docker engine
-    (``orthanc_harden_docker_url`` and, for ``ssh://``, the host's ``ssh_*`` data).
+    Bring one Orthanc container to a fixed version with authentication on, through a Docker engine.
 
     + container: the container's name
     + users: ``{name: HiddenValue(password)}``; ``None`` leaves authentication alone
@@ -90,7 +88,12 @@ def orthanc(
     + publish_address: publish Orthanc's HTTP and DICOM ports on this address only (``127.0.0.1``, a LAN
       address), through a recreate: Docker's published ports bypass the host firewall's INPUT rules, so a
       ufw or firewalld rule alone does not restrict them
-    + probe_url: where the control node checks health; without it the HTTP port as published after the change
+    + probe_url: where the control node checks health; without it Orthanc's ``HttpPort`` as the container
+      publishes it after the change
+    + gate_timeout: seconds the health gate waits for Orthanc to answer after the change
+    + engine: the Docker engine holding the container, a ``docker.DockerClient``
+      (``orthanc_harden.docker.engine.connect(url, tls, ssh)`` opens one and fails with one line when the engine
+      does not answer); default: the engine of an ``@dockerengine`` host, which its connector opened
 
     The real version comes from ``Orthanc --version`` inside the container, never from the tag. Files-configured
     images (jodogne style) get ``AuthenticationEnabled: true`` and ``RegisteredUsers`` in their JSON files with the
@@ -108,14 +111,21 @@ def orthanc(
 
     .. code:: python
 
+        from pyinfra import host
+
+        from orthanc_harden.docker import engine
         from orthanc_harden.operations import container
         from orthanc_harden.secrets import resolve_users
 
+        # This SSH host's engine, reached over SSH (on an @dockerengine host, leave engine out)
+        pacs_engine = engine.connect(f"ssh://root@{host.name}", ssh={
+            "key": "/etc/orthanc-harden/id_ed25519", "known_hosts": "/etc/orthanc-harden/known_hosts"})
         container.orthanc(
             name="PACS container fixed",
             container="pacs",
             users=resolve_users("vault:secret/orthanc/prod"),
             image="registry.example.org/orthancteam/orthanc:24.1.2",
+            engine=pacs_engine,
         )
     """
     if users is not None:
@@ -125,15 +135,12 @@ def orthanc(
     problem = settings.publish_address_problem(publish_address) if publish_address is not None else None
     if problem:
         raise OperationValueError(f"publish_address {problem}")
+    client = engine if engine is not None else engines.of_connector(host)
+    if client is None:
+        raise OperationValueError("no Docker engine: pass engine= (a docker.DockerClient, e.g. from "
+                                  "orthanc_harden.docker.engine.connect) or run it on an @dockerengine host")
     control = f"container {container}"
-    try:
-        client = engine.of_host(host)
-        plan = assess(client, container, _plain(users), users_mode, floor, image, compose, upgrade,
-                      publish_address)
-    except engine.EngineError as err:
-        outcomes.record(host.name, control, "failed", str(err))
-        yield failing(control, str(err))
-        return
+    plan = assess(client, container, _plain(users), users_mode, floor, image, compose, upgrade, publish_address)
     if plan.error:
         outcomes.record(host.name, control, "failed", plan.error)
         yield failing(control, plan.error)
@@ -151,5 +158,5 @@ def orthanc(
     planned.record(host.name, "containers", container, {"container": container, "settings": described})
     for path, diff in diffs.items():
         planned.show_diff(host, path, diff)
-    yield FunctionCommand(_apply, (container, users, users_mode, floor, image, compose, upgrade, publish_address,
-                                   probe_url, gate_timeout), {})
+    yield FunctionCommand(_apply, (client, container, users, users_mode, floor, image, compose, upgrade,
+                                   publish_address, probe_url, gate_timeout), {})
