@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 from io import StringIO
@@ -17,6 +18,8 @@ from .isolation import host_step
 UNIT_DIR = "/etc/systemd/system"
 CRON_DIR = "/etc/cron.d"
 MODES = ("remediate", "audit")
+# Debian's cron skips /etc/cron.d files whose names hold anything else (a dot included): the timer would never run.
+TIMER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 def default_command() -> str:
@@ -77,7 +80,7 @@ def timer(
     keep: int = 48,
     command: str | None = None,
     environment_file: str | None = None,
-    name: str | None = None,
+    timer_name: str | None = None,
     present: bool = True,
     shard: str | None = None,
 ):
@@ -92,7 +95,8 @@ def timer(
     + command: the ``orthanc-harden`` executable; default: the one running this deploy
     + environment_file: variables the secret references need (``VAULT_TOKEN``, ``SOPS_AGE_KEY_FILE``...), read
       by the run and never written into the unit or cron file
-    + name: unit/cron file name; default ``orthanc-harden-<mode>``
+    + timer_name: name of the units and the cron file; default ``orthanc-harden-<mode>`` (``name=`` is
+      pyinfra's label of the operation, never passed to it)
     + present: ``False`` stops and removes the timer or cron file
     + shard: ``I/N``: run only that shard of the inventory (``--shard``), one per control node
 
@@ -106,12 +110,15 @@ def timer(
 
         from orthanc_harden.operations import schedule
         schedule.timer(name="Orthanc drift correction", inventory="/etc/orthanc-harden/fleet.py",
-                       on_calendar="*-*-* 02:30:00", environment_file="/etc/orthanc-harden/secrets.env")
+                       on_calendar="*-*-* 02:30:00", environment_file="/etc/orthanc-harden/secrets.env",
+                       timer_name="orthanc-harden-nightly")
     """
     if mode not in MODES:
         raise OperationValueError(f"mode must be remediate or audit, not {mode!r}")
     if not os.path.isabs(inventory) or not os.path.isabs(report_dir):
         raise OperationValueError("inventory and report_dir must be absolute paths (the run starts elsewhere)")
+    if timer_name is not None and not (isinstance(timer_name, str) and TIMER_NAME.fullmatch(timer_name)):
+        raise OperationValueError(f"timer_name may hold only letters, digits, '-' and '_', not {timer_name!r}")
     if not isinstance(keep, int) or keep < 1:
         raise OperationValueError(f"keep must be a positive number of reports, not {keep!r}")
     if shard is not None:
@@ -121,7 +128,7 @@ def timer(
             parse(shard)
         except ShardError as err:
             raise OperationValueError(str(err)) from None
-    name = name or f"orthanc-harden-{mode}"
+    name = timer_name or f"orthanc-harden-{mode}"
     line = run_line(command or default_command(), mode, inventory, report_dir, keep, shard)
     service_path, timer_path = f"{UNIT_DIR}/{name}.service", f"{UNIT_DIR}/{name}.timer"
     if host.get_fact(Directory, path="/run/systemd/system"):
