@@ -12,15 +12,32 @@ pings the engine, so an unreachable engine fails that host alone, before any ope
 
 from __future__ import annotations
 
+from typing import Any, TypedDict
+
 from pyinfra.api.exceptions import ConnectError, InventoryError
-from pyinfra.connectors.base import BaseConnector
+from pyinfra.connectors.base import BaseConnector, DataMeta
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
+from .. import settings
 from . import engine
+
+# Every host data key the connector reads, with its description and default, as pyinfra's own connectors declare
+# theirs (``pyinfra.connectors.ssh.connector_data_meta``).
+connector_data_meta: dict[str, DataMeta] = {
+    **{key: DataMeta(settings.SETTINGS[key].description, settings.SETTINGS[key].default)
+       for key in engine.ENGINE_SETTINGS},
+    **{key: DataMeta(description, default) for key, (description, default) in engine.SSH_DATA.items()},
+}
+# Any: pyinfra checks these types for every host when the inventory loads, and one wrong value would stop the whole
+# run; settings.validate refuses it on that host alone, in one line.
+ConnectorData = TypedDict("ConnectorData", {key: Any for key in connector_data_meta}, total=False)
 
 
 class DockerEngineConnector(BaseConnector):
     handles_execution = True
+    data_cls = ConnectorData
+    data_meta = connector_data_meta
+    data: ConnectorData
 
     @staticmethod
     def make_names_data(name=None):
@@ -29,10 +46,10 @@ class DockerEngineConnector(BaseConnector):
         yield f"@dockerengine/{name}", {}, ["@dockerengine"]
 
     def connect(self) -> None:
-        if not self.host.data.get("orthanc_harden_docker_url"):
+        if not self.data["orthanc_harden_docker_url"]:
             raise ConnectError("orthanc_harden_docker_url is not set for this engine")
         try:
-            self.client = engine.for_host(self.host.data)
+            self.client = engine.for_host(self.data)
         except engine.EngineError as err:
             raise ConnectError(str(err)) from None
 

@@ -50,13 +50,33 @@ class _InventorySSHAdapter(SSHHTTPAdapter):
         }
 
 
+# The host data of pyinfra's @ssh connector that an ssh:// engine is reached with: {key: (description, default)}.
+# Unlike pyinfra's (accept-new), the default refuses a host key that is not known.
+SSH_DATA = {
+    "ssh_hostname": ("ssh:// engine: SSH host name or address (default: the URL's host)", None),
+    "ssh_port": ("ssh:// engine: SSH port (default: the URL's port, else 22)", None),
+    "ssh_user": ("ssh:// engine: SSH user (default: the URL's user)", None),
+    "ssh_key": ("ssh:// engine: SSH private key file", None),
+    "ssh_known_hosts_file": ("ssh:// engine: known_hosts file holding its host key (default: the system's)", None),
+    "ssh_strict_host_key_checking": ("ssh:// engine: `no` or `off` accepts an unknown host key; anything else "
+                                     "refuses it", "yes"),
+    "ssh_allow_agent": ("ssh:// engine: use the SSH agent's keys", True),
+    "ssh_look_for_keys": ("ssh:// engine: try the keys in ~/.ssh", True),
+}
+
+
 def _ssh_settings(data) -> dict:
     """The pyinfra SSH connector's host data, as the engine transport needs it."""
+
+    def value(key):
+        given = data.get(key)
+        return SSH_DATA[key][1] if given is None else given
+
     return {
-        "hostname": data.get("ssh_hostname"), "port": data.get("ssh_port"), "user": data.get("ssh_user"),
-        "key": data.get("ssh_key"), "known_hosts": data.get("ssh_known_hosts_file"),
-        "strict": data.get("ssh_strict_host_key_checking", "yes"),
-        "allow_agent": data.get("ssh_allow_agent", True), "look_for_keys": data.get("ssh_look_for_keys", True),
+        "hostname": value("ssh_hostname"), "port": value("ssh_port"), "user": value("ssh_user"),
+        "key": value("ssh_key"), "known_hosts": value("ssh_known_hosts_file"),
+        "strict": value("ssh_strict_host_key_checking"),
+        "allow_agent": value("ssh_allow_agent"), "look_for_keys": value("ssh_look_for_keys"),
     }
 
 
@@ -84,6 +104,10 @@ def connect(url: str, tls: dict | None = None, ssh: dict | None = None, timeout:
     except (docker.errors.DockerException, paramiko.SSHException, OSError, KeyError) as err:
         raise EngineError(f"Docker engine {url} not reachable: {_reason(err)}") from None
     return client
+
+
+# The host data for_host reads beside SSH_DATA (their defaults and descriptions are in settings.py).
+ENGINE_SETTINGS = ("orthanc_harden_docker_url", "orthanc_harden_docker_tls", "orthanc_harden_docker_insecure")
 
 
 def for_host(data, timeout: int = 60) -> docker.DockerClient:
