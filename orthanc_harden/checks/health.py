@@ -122,35 +122,47 @@ def _auth_program(host, mode: str, request: dict) -> bool:
 def restart_and_gate(state, host, service: str, files: list[str], gate: dict, meta: dict | None = None) -> bool:
     """systemctl restart, then anonymous 401 + a store user 200; otherwise restore the backups (content, owner,
     group and mode: `meta`) and restart. `files` empty: only an upgrade earlier in the run changed something."""
-    user, password = gate["user"], gate["password"].unmask()
     timeout = gate.get("timeout", GATE_TIMEOUT)
     restarts.done(host.name, service)
-    ok, _ = hostcmd.run(host, StringCommand("systemctl", "restart", QuoteString(service)), _timeout=120)
+    ok, detail = _restart_with_auth(host, service, gate, timeout)
     if ok:
-        if gate.get("url"):
-            ok, detail = wait_for_auth(gate["url"], user, password, timeout, gate.get("verify", True))
-        else:
-            ok, detail = _probe_on_host(host, gate, user, password, timeout)
-    else:
-        detail = f"systemctl restart {service} failed"
-    if ok:
-        if files and not _auth_program(host, "commit", {"files": files}):
-            host.log_styled("the rollback copies (*.orthanc-harden-backup) could not be removed", fg="yellow")
-        if files:
-            outcomes.record(host.name, "auth", "changed",
-                            f"authentication on, Orthanc restarted and healthy: {detail}")
-        host.log_styled(f"Orthanc healthy after restart: {detail}", fg="green")
-        return True
+        return _healthy(host, files, detail)
     tail = _log_tail(host, service)
     if not files:
         return fail_host(host, "upgrade", f"health gate failed after the upgrade: {detail}; the configuration "
                                           f"was not changed; Orthanc log: {tail}")
+    outcome = _roll_back(host, service, files, meta, gate, timeout)
+    return fail_host(host, "auth", f"health gate failed: {detail}; {outcome}; Orthanc log: {tail}")
+
+
+def _restart_with_auth(host, service: str, gate: dict, timeout: float) -> tuple[bool, str]:
+    """systemctl restart, then wait for anonymous 401 and the store user's 200 (from the control node, or on
+    the host); (ok, password-free detail)."""
+    ok, _ = hostcmd.run(host, StringCommand("systemctl", "restart", QuoteString(service)), _timeout=120)
+    if not ok:
+        return False, f"systemctl restart {service} failed"
+    user, password = gate["user"], gate["password"].unmask()
+    if gate.get("url"):
+        return wait_for_auth(gate["url"], user, password, timeout, gate.get("verify", True))
+    return _probe_on_host(host, gate, user, password, timeout)
+
+
+def _healthy(host, files: list[str], detail: str) -> bool:
+    """Passed: the rollback copies go, the change is recorded."""
+    if files and not _auth_program(host, "commit", {"files": files}):
+        host.log_styled("the rollback copies (*.orthanc-harden-backup) could not be removed", fg="yellow")
+    if files:
+        outcomes.record(host.name, "auth", "changed", f"authentication on, Orthanc restarted and healthy: {detail}")
+    host.log_styled(f"Orthanc healthy after restart: {detail}", fg="green")
+    return True
+
+
+def _roll_back(host, service: str, files: list[str], meta: dict | None, gate: dict, timeout: float) -> str:
+    """Restore the backups and restart on them; what came of it, in words."""
     restored = _auth_program(host, "restore", {"files": files, "meta": meta or {}})
     back = restart_answering(host, service, gate, timeout)
     if not restored:
-        outcome = "RESTORE FAILED: check the *.orthanc-harden-backup files"
-    elif back:
-        outcome = "configuration restored and Orthanc restarted with it"
-    else:
-        outcome = "configuration restored but Orthanc is NOT answering after its restart"
-    return fail_host(host, "auth", f"health gate failed: {detail}; {outcome}; Orthanc log: {tail}")
+        return "RESTORE FAILED: check the *.orthanc-harden-backup files"
+    if back:
+        return "configuration restored and Orthanc restarted with it"
+    return "configuration restored but Orthanc is NOT answering after its restart"

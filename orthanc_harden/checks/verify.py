@@ -74,6 +74,42 @@ def upgraded(state, host, binary: str, config_dir: str, target: str, floor: str,
              ssl_certificate: str | None = None, probe_verify: bool | str = True) -> bool:
     """After the transaction: the binary's own version, Orthanc answering, /system's version, new conffiles.
     Not `restarted`: the units' restart is left to the authentication change (checked there)."""
+    reported, new_files, active = _installed(host, binary, config_dir, manager, services)
+    if not at_least(reported, floor):
+        return _fail(host, f"after installing orthanc {target}, {binary} --version says {reported or 'nothing'}")
+    gate = gate_target(probe_url, http_port, ssl_certificate, probe_verify)
+    message = f"orthanc upgraded to {reported} ({target})"
+    if not restarted:  # a stopped unit stays stopped, as try-restart would leave it
+        ok, handed_over = _hand_over(host, active, gate)
+        if not ok:
+            return False
+        message += handed_over
+    else:
+        problem = _not_serving(host, reported, floor, services, probe_url, gate, probe_verify)
+        if problem:
+            return _fail(host, problem)
+    if new_files:
+        message += f"; your configuration was kept, the package's new version is in {', '.join(new_files)}"
+    outcomes.record(host.name, CONTROL, "changed", message)
+    host.log_styled(message, fg="green" if not new_files else "yellow")
+    return True
+
+
+def _hand_over(host, active: list[str], gate: dict) -> tuple[bool, str]:
+    """Not restarted here: the active units' restart goes to the authentication change that follows them, and a
+    unit no authentication takes restarts now. (ok, what the outcome message gets)."""
+    left, now = _deferrable(host, active)
+    restarts.defer(host.name, left)
+    if now and not _restart_now(host, now, gate):
+        return False, ""
+    return True, (("; restarted with the authentication change" if left else "") +
+                  (f"; {', '.join(now)} restarted now ({_NO_TAKER})" if now else ""))
+
+
+def _installed(host, binary: str, config_dir: str, manager: str,
+               services: list[str]) -> tuple[str, list[str], list[str]]:
+    """In one round trip: the version the binary reports ("" for none), the package's new conffiles beside the
+    configuration, and which of `services` are active."""
     new_suffix = ".dpkg-dist" if manager == "apt" else ".rpmnew"
     active = " ".join(shlex.quote(s) for s in services)
     ok, output = hostcmd.run(
@@ -84,33 +120,23 @@ def upgraded(state, host, binary: str, config_dir: str, target: str, floor: str,
         _timeout=60)
     lines = output.stdout_lines
     reported = (reported_version(lines[0]) if lines else None) or ""
-    if not at_least(reported, floor):
-        return _fail(host, f"after installing orthanc {target}, {binary} --version says {reported or 'nothing'}")
     new_files = [line.split(" ", 1)[1] for line in lines[1:] if line.startswith("new-conffile ")]
-    gate = gate_target(probe_url, http_port, ssl_certificate, probe_verify)
-    message = f"orthanc upgraded to {reported} ({target})"
-    if not restarted:  # a stopped unit stays stopped, as try-restart would leave it
-        active = [line.split(" ", 1)[1] for line in lines[1:] if line.startswith("active-unit ")]
-        left, now = _deferrable(host, active)
-        restarts.defer(host.name, left)
-        if left:
-            message += "; restarted with the authentication change"
-        if now and not _restart_now(host, now, gate):
-            return False
-        if now:
-            message += f"; {', '.join(now)} restarted now ({_NO_TAKER})"
-    elif services and not _answering(host, gate, ANSWER_TIMEOUT):
+    active_units = [line.split(" ", 1)[1] for line in lines[1:] if line.startswith("active-unit ")]
+    return reported, new_files, active_units
+
+
+def _not_serving(host, reported: str, floor: str, services: list[str], probe_url: str | None, gate: dict,
+                 probe_verify: bool | str) -> str | None:
+    """Why the restarted Orthanc does not serve the new binary (not answering, or /system reports an older
+    version), or None."""
+    if services and not _answering(host, gate, ANSWER_TIMEOUT):
         tail = _log_tail(host, services[0])
-        return _fail(host, f"orthanc {reported} installed but Orthanc is not answering; Orthanc log: {tail}")
-    elif probe_url:
+        return f"orthanc {reported} installed but Orthanc is not answering; Orthanc log: {tail}"
+    if probe_url:
         served = _system_version(probe_url, probe_verify)
         if served and not at_least(served, floor):
-            return _fail(host, f"orthanc {reported} installed but /system still reports {served}: not restarted?")
-    if new_files:
-        message += f"; your configuration was kept, the package's new version is in {', '.join(new_files)}"
-    outcomes.record(host.name, CONTROL, "changed", message)
-    host.log_styled(message, fg="green" if not new_files else "yellow")
-    return True
+            return f"orthanc {reported} installed but /system still reports {served}: not restarted?"
+    return None
 
 
 def restart_replaced(state, host, units: list[str], restart: bool, probe_url: str | None, http_port: int,

@@ -161,13 +161,45 @@ def assess(client, name: str, users: dict[str, str] | None, users_mode: str = "e
     try:
         container = client.containers.get(name)
     except NotFound:
-        if parked(client, name) is not None:
-            return Assessment(name, "?", None, "?", resume=True,
-                              summary=[f"{name}{PARKED_SUFFIX}, left by an interrupted run, renamed back and started"])
-        return Assessment(name, "?", None, "?", error=f"container {name}: no such container on this engine")
+        return _missing(client, name)
+    result = _running_orthanc(container, name)
+    if result.error:
+        return result
+    attrs, env = container.attrs, _env(container.attrs)
+    directory = inspection.config_dir(container, result.family).rstrip("/") or "/"
+    files = read_files(container, directory)
+    storage = inspection.storage(container, _storage_directory(files))
+    result.http_port = container_ports(files, env)["HttpPort"]
+    if upgrade:
+        _plan_upgrade(result, floor, target)
+    if users is not None:
+        _plan_auth(result, container, env, files, directory, users, users_mode)
+        if result.error:
+            return result
+    if publish_address:
+        # Docker's published ports bypass the host firewall's INPUT rules: the bind address is what limits them.
+        result.ports, moved = rebound(attrs, orthanc_ports(files, env), publish_address)
+        if moved:
+            result.summary.append(f"published on {publish_address} only: {', '.join(moved)}")
+    # Configuration kept in the writable layer (docker cp'd in) must follow a recreate.
+    if not in_mount(attrs, directory):
+        edited = {f.path for f in result.files}
+        result.carry = [f for f in files if f.path not in edited]
+    return _held_back(client, result, attrs, storage, compose)
+
+
+def _missing(client, name: str) -> Assessment:
+    """No container `name`: a recreate interrupted after parking it is resumed; otherwise bad input."""
+    if parked(client, name) is not None:
+        return Assessment(name, "?", None, "?", resume=True,
+                          summary=[f"{name}{PARKED_SUFFIX}, left by an interrupted run, renamed back and started"])
+    return Assessment(name, "?", None, "?", error=f"container {name}: no such container on this engine")
+
+
+def _running_orthanc(container, name: str) -> Assessment:
+    """The container's family, image and version; an error when it is not running or gives no version."""
     attrs = container.attrs
-    family = inspection.family(container) or "other"
-    result = Assessment(name, family, None, attrs["Config"].get("Image", "?"))
+    result = Assessment(name, inspection.family(container) or "other", None, attrs["Config"].get("Image", "?"))
     if container.status != "running":
         result.error = (f"container {name} is {container.status}, not running: its Orthanc version cannot be "
                         "read; start it (or remove it if retired), nothing was changed")
@@ -175,78 +207,88 @@ def assess(client, name: str, users: dict[str, str] | None, users_mode: str = "e
     result.version = inspection.version(container)
     if result.version is None:
         result.error = f"container {name}: `Orthanc --version` gave no version inside the container"
-        return result
-    directory = inspection.config_dir(container, family).rstrip("/") or "/"
-    files = read_files(container, directory)
+    return result
+
+
+def _storage_directory(files: list[ConfigFile]) -> str:
     store = inspection.IMAGE_STORAGE
     for entry in files:
         try:
             store = editor_parse(entry.text).get("StorageDirectory", store)
         except ValueError:
             pass
-    storage = inspection.storage(container, store)
-    env = _env(attrs)
-    result.http_port = container_ports(files, env)["HttpPort"]
+    return store
 
-    if upgrade and not versions.at_least(result.version, floor):
-        if not target:
-            result.refusal = (f"container {name}: Orthanc {result.version} is below {floor} and no target image "
-                              "is set for its family (orthanc_harden_docker_images)")
-        else:
-            result.upgrade_to = target
-            result.summary.append(f"image {result.image} (Orthanc {result.version}) -> {target}")
 
-    editor = _editor()
-    if users is None:
-        pass
-    elif family in ENV_FAMILIES:
-        if str(env.get(AUTH_ENV, "")).lower() != "true":
-            result.auth = "recreate"
-            result.env[AUTH_ENV] = "true"
-            result.summary.append(f"{AUTH_ENV}=true")
-        if users_mode == "exact" and USERS_ENV in env:
-            result.auth = "recreate"
-            result.env[USERS_ENV] = None
-            result.summary.append(f"{USERS_ENV} removed from the environment (users now come from a file)")
-        try:
-            base, text = _users_text(files, users, users_mode, editor, lambda: _runtime_ids(container))
-        except ValueError as err:
-            result.error = f"container {name}: a file in {directory} does not parse ({err}); nothing was changed"
-            return result
-        if text is not None:
-            result.originals.append(base)
-            result.files.append(ConfigFile(base.path, text, base.uid, base.gid, base.mode & 0o750))
-            result.summary.append(f"users {', '.join(sorted(users))} in {base.path} (mode "
-                                  f"{base.mode & 0o750:04o}, not in the environment)")
-            result.auth = "recreate" if result.auth == "recreate" else "files"
+def _plan_upgrade(result: Assessment, floor: str, target: str | None) -> None:
+    if versions.at_least(result.version, floor):
+        return
+    if not target:
+        result.refusal = (f"container {result.name}: Orthanc {result.version} is below {floor} and no target image "
+                          "is set for its family (orthanc_harden_docker_images)")
+        return
+    result.upgrade_to = target
+    result.summary.append(f"image {result.image} (Orthanc {result.version}) -> {target}")
+
+
+def _plan_auth(result: Assessment, container, env: dict, files: list[ConfigFile], directory: str,
+               users: dict[str, str], users_mode: str) -> None:
+    if result.family in ENV_FAMILIES:
+        _plan_env_auth(result, container, env, files, directory, users, users_mode)
     else:
-        request = {"config_path": directory, "users": users, "users_mode": users_mode}
-        try:
-            edits, summary = editor["plan"](request, editor["parse_texts"]({f.path: f.text for f in files}))
-        except editor["PlanError"] as err:
-            result.error = f"container {name}: {err}"
-            return result
-        by_path = {f.path: f for f in files}
-        for path, text in sorted(edits.items()):
-            old = by_path[path]
-            mode = old.mode & 0o750 if path == summary["users_file"] else old.mode
-            result.originals.append(old)
-            result.files.append(ConfigFile(path, text, old.uid, old.gid, mode))
-        if edits:
-            result.auth = "files"
-            result.summary.append(f"AuthenticationEnabled true, users {', '.join(sorted(users))} in "
-                                  f"{', '.join(sorted(edits))}")
+        _plan_file_auth(result, files, directory, users, users_mode)
 
-    if publish_address:
-        # Docker's published ports bypass the host firewall's INPUT rules: the bind address is what limits them.
-        result.ports, moved = rebound(attrs, orthanc_ports(files, env), publish_address)
-        if moved:
-            result.summary.append(f"published on {publish_address} only: {', '.join(moved)}")
 
-    # Configuration kept in the writable layer (docker cp'd in) must follow a recreate.
-    if not in_mount(attrs, directory):
-        edited = {f.path for f in result.files}
-        result.carry = [f for f in files if f.path not in edited]
+def _plan_env_auth(result: Assessment, container, env: dict, files: list[ConfigFile], directory: str,
+                   users: dict[str, str], users_mode: str) -> None:
+    """Env-configured images: authentication by environment (a recreate), users in a JSON file they merge."""
+    if str(env.get(AUTH_ENV, "")).lower() != "true":
+        result.auth = "recreate"
+        result.env[AUTH_ENV] = "true"
+        result.summary.append(f"{AUTH_ENV}=true")
+    if users_mode == "exact" and USERS_ENV in env:
+        result.auth = "recreate"
+        result.env[USERS_ENV] = None
+        result.summary.append(f"{USERS_ENV} removed from the environment (users now come from a file)")
+    try:
+        base, text = _users_text(files, users, users_mode, _editor(), lambda: _runtime_ids(container))
+    except ValueError as err:
+        result.error = f"container {result.name}: a file in {directory} does not parse ({err}); nothing was changed"
+        return
+    if text is not None:
+        result.originals.append(base)
+        result.files.append(ConfigFile(base.path, text, base.uid, base.gid, base.mode & 0o750))
+        result.summary.append(f"users {', '.join(sorted(users))} in {base.path} (mode "
+                              f"{base.mode & 0o750:04o}, not in the environment)")
+        result.auth = "recreate" if result.auth == "recreate" else "files"
+
+
+def _plan_file_auth(result: Assessment, files: list[ConfigFile], directory: str, users: dict[str, str],
+                    users_mode: str) -> None:
+    """Files-configured images: AuthenticationEnabled and RegisteredUsers in their JSON files, then a restart."""
+    editor = _editor()
+    request = {"config_path": directory, "users": users, "users_mode": users_mode}
+    try:
+        edits, summary = editor["plan"](request, editor["parse_texts"]({f.path: f.text for f in files}))
+    except editor["PlanError"] as err:
+        result.error = f"container {result.name}: {err}"
+        return
+    by_path = {f.path: f for f in files}
+    for path, text in sorted(edits.items()):
+        old = by_path[path]
+        mode = old.mode & 0o750 if path == summary["users_file"] else old.mode
+        result.originals.append(old)
+        result.files.append(ConfigFile(path, text, old.uid, old.gid, mode))
+    if edits:
+        result.auth = "files"
+        result.summary.append(f"AuthenticationEnabled true, users {', '.join(sorted(users))} in "
+                              f"{', '.join(sorted(edits))}")
+
+
+def _held_back(client, result: Assessment, attrs: dict, storage: dict, compose: str) -> Assessment:
+    """What a recreate must wait for: a parked old container (an error), or a store in the writable layer or a
+    compose project (a refusal; authentication still goes on in place when it can)."""
+    name = result.name
     if result.recreate and parked(client, name) is not None:
         # Its name is the one a recreate parks the old container under: never removed by the tool (it may be
         # the only copy of something), so the recreate waits for the administrator.
