@@ -22,6 +22,13 @@ def _say(message: str) -> None:
 
 
 def _lab_up(args) -> int:
+    from .lab import missing_extra
+    from .lab.errors import LabError
+
+    missing = missing_extra()
+    if missing:  # before anything starts: seeding the lab would fail half-way
+        raise LabError(f"the lab needs the optional extra `lab` (missing: {', '.join(missing)}): "
+                       "pip install 'orthanc-harden[lab]'")
     from .lab import fleet
 
     spec = fleet.LabSpec(lab=args.lab, hosts=args.hosts, containers=args.containers,
@@ -204,8 +211,6 @@ def _shard_argument(command: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .lab import DEFAULT_MIRROR, state
-
     parser = argparse.ArgumentParser(prog="orthanc-harden", description=__doc__)
     parser.add_argument("--version", action="version", version=f"orthanc-harden {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -245,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--hosts", type=int, default=3, help="package hosts (systemd + sshd + Debian's Orthanc)")
     up.add_argument("--containers", type=int, default=1, help="hosts where Orthanc is the container's process")
     up.add_argument("--port-base", type=int, default=24200, help="first of the 127.0.0.1 ports the lab publishes")
-    up.add_argument("--mirror", default=DEFAULT_MIRROR, help="Debian mirror for the image build")
+    up.add_argument("--mirror", help="Debian mirror for the image build (default: deb.debian.org)")
     up.add_argument("--old-hosts", type=int, help="package hosts below 1.5.8, upgraded by remediate "
                                                   "(default: 1 in the `default` lab, 0 in others)")
     up.add_argument("--old-containers", type=int, help="Orthanc containers below 1.5.8 (default: 1 in the "
@@ -257,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     down = lab_commands.add_parser("down", help="remove every container, volume and network of the lab")
     down.set_defaults(handler=_lab_down)
     for sub in (up, status, down):
-        sub.add_argument("--lab", default=state.DEFAULT_LAB, help="lab name (several labs can coexist)")
+        sub.add_argument("--lab", help="lab name (several labs can coexist; default: default)")
     return parser
 
 
@@ -270,10 +275,18 @@ def main(argv: list[str] | None = None) -> int:
 
         monkey.patch_all()
     from .runs.audit import InventoryError
-    from .lab.errors import LabError
     from .runs.shard import ShardError, parse
 
     args = build_parser().parse_args(argv)
+    lab_errors = ()
+    if args.command == "lab":  # the lab (an optional extra) is imported by its own command only
+        from .lab import DEFAULT_MIRROR, state
+        from .lab.errors import LabError
+
+        lab_errors = (LabError,)
+        args.lab = args.lab or state.DEFAULT_LAB
+        if getattr(args, "mirror", "") is None:
+            args.mirror = DEFAULT_MIRROR
     if words[:1] != ["lab"]:
         from . import terminal_logs
 
@@ -286,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     except ShardError as error:  # before anything is read: one line, the usage error status
         err.print(f"orthanc-harden {args.command}: error: {error}", markup=False, soft_wrap=True)
         return 2
-    except LabError as error:
+    except lab_errors as error:
         err.print(f"orthanc-harden {args.command}: error: {error}", markup=False)
         return 1
     except InventoryError as error:  # nothing was contacted: never an empty table that exits 0
