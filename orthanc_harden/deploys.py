@@ -22,7 +22,8 @@ from .docker import assess, engine, inspection
 from .facts.orthanc import OrthancHostState
 from .operations import auth, container, firewall, report, schedule, upgrade
 from .operations.isolation import host_deploy
-from .orthanc import DICOM_PORT, HTTP_PORT
+from .orthanc import HTTP_PORT
+from .remote import orthanc_config
 from .secrets import RUN_CACHE, SecretError
 
 PACKAGED_BINARY = "/usr/sbin/Orthanc"
@@ -174,17 +175,6 @@ def authentication(state: dict | None = None):
         )
 
 
-def _ports(state: dict) -> list[int]:
-    ports = set()
-    for unit in state.get("units", []):
-        values = _values(state, unit["config_path"])
-        if values.get("HttpServerEnabled", True):
-            ports.add(values.get("HttpPort", HTTP_PORT))
-        if values.get("DicomServerEnabled", True):
-            ports.add(values.get("DicomPort", DICOM_PORT))
-    return sorted(p for p in ports if isinstance(p, int))
-
-
 @deploy("Orthanc firewall")
 @host_deploy("firewall")
 def firewall_rules(state: dict | None = None):
@@ -199,7 +189,7 @@ def firewall_rules(state: dict | None = None):
         firewall.restrict(name="Orthanc firewall rules removed", ports=[], cidrs=[], present=False)
         return
     state = state if state is not None else host.get_fact(OrthancHostState)
-    ports = _ports(state)
+    ports = orthanc_config.served_ports(state)  # the host's combined check derives them the same way
     # The probe names a Docker engine only where one answers: hosts without one ask nothing more.
     docker = settings.get(data, "orthanc_harden_firewall_docker") and bool(state.get("docker"))
     cidrs = settings.get(data, "orthanc_harden_allowed_cidrs")

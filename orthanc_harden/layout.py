@@ -18,6 +18,7 @@ BEGIN, END = "<!-- BEGIN LAYOUT -->", "<!-- END LAYOUT -->"
 # docstring, and say here what they do rather than carry one more line to every host.
 REMOTE_BODIES = {
     "auth.py": "On the host: register the store's users and turn authentication on, in place, with a backup.",
+    "check.py": "On the host: the probe and the authentication and firewall plans for what it found, in one run.",
     "docker_user.py": "On the host: the Orthanc containers of its Docker engine and the tool's DOCKER-USER rules.",
     "firewall.py": "On the host: check, apply or remove the firewall rules for Orthanc's ports "
                    "(firewalld, ufw, nftables, iptables).",

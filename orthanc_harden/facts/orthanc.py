@@ -7,7 +7,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from ..remote import program
+from ..remote import bundle, program
 
 def _json_document(output: list[str], program_name: str) -> dict:
     """Remote programs print one JSON document; anything else on stdout (a login banner) is skipped."""
@@ -41,6 +41,27 @@ class OrthancHostState(FactBase):
 
     def process(self, output: list[str]) -> dict:
         return _json_document(output, "the Orthanc probe")
+
+
+class OrthancHostCheck(FactBase):
+    """
+    ``OrthancHostState`` and, for what it finds, the plans of ``OrthancAuthPlan`` (one per unit) and
+    ``OrthancFirewallPlan`` (``mode="check"``), from one program run: what ``remediate`` reads before planning.
+    The request (``_stdin``, never the command line) holds what the host data says, passwords included; each
+    plan comes back with the request it answers, without the passwords (kept by ``prechecked``).
+
+    .. code:: python
+
+        found = host.get_fact(OrthancHostCheck, _stdin=SecretStdin(json.dumps({"auth": {...}, "firewall": None})))
+        found["state"], found["auth"], found["firewall"]
+    """
+
+    def command(self) -> str:
+        return (f"if command -v python3 >/dev/null 2>&1; then python3 -c {shlex.quote(bundle())}; "
+                f"else echo {shlex.quote(json.dumps({'state': NO_PYTHON}))}; fi")
+
+    def process(self, output: list[str]) -> dict:
+        return _json_document(output, "the Orthanc check")
 
 
 class OrthancAuthPlan(FactBase):

@@ -9,7 +9,7 @@ import json
 from pyinfra import host
 from pyinfra.api import FunctionCommand, HiddenValue, OperationValueError, QuoteString, StringCommand, operation
 
-from .. import outcomes, planned, restarts, settings
+from .. import outcomes, planned, prechecked, restarts, settings
 from ..facts.orthanc import OrthancAuthPlan
 from ..checks.health import GATE_TIMEOUT, gate_target, restart_after_upgrade, restart_and_gate
 from ..masking import SecretStdin
@@ -113,7 +113,9 @@ def authentication(
         )
     """
     request = _request(users, config_path, users_mode, disable_remote_access, service, keep_backups=restart)
-    plan = host.get_fact(OrthancAuthPlan, _stdin=SecretStdin(request))
+    plan = prechecked.plan_for(host, "auth", request)  # read with the host's state by remediate, if at all
+    if plan is None:
+        plan = host.get_fact(OrthancAuthPlan, _stdin=SecretStdin(request))
     first = sorted(users)[0]
     gate = {"user": first, "password": users[first], "timeout": gate_timeout,
             **gate_target(probe_url, http_port, ssl_certificate, probe_verify)}

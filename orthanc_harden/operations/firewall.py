@@ -9,7 +9,7 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.api import FunctionCommand, OperationValueError, QuoteString, StringCommand, operation
 
-from .. import fresh_ssh, outcomes, planned, settings
+from .. import fresh_ssh, outcomes, planned, prechecked, settings
 from ..settings import FIREWALL_BACKENDS as BACKENDS
 from ..docker.connector import DockerEngineConnector
 from ..facts.orthanc import OrthancFirewallPlan
@@ -179,7 +179,9 @@ def restrict(
         mode, check = "apply", "check"
     else:
         request, mode, check = json.dumps({}), "remove", "remove-check"
-    plan = host.get_fact(OrthancFirewallPlan, mode=check, _stdin=StringIO(request))
+    plan = prechecked.plan_for(host, CONTROL, request) if present else None  # read ahead by remediate, if at all
+    if plan is None:
+        plan = host.get_fact(OrthancFirewallPlan, mode=check, _stdin=StringIO(request))
     if plan.get("unsupported") or plan.get("problems"):
         # The wanted state cannot be reached: never "No changes" (issue #17); switches and waivers skip a control.
         reason = plan.get("error") or plan["problems"][0]

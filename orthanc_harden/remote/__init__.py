@@ -6,6 +6,9 @@ never be on a command line (users and passwords).
 
 from __future__ import annotations
 
+import base64
+import zlib
+from functools import lru_cache
 from importlib import resources
 
 
@@ -25,3 +28,20 @@ def load(body: str) -> dict:
     namespace: dict = {"__name__": f"orthanc_harden_remote_{body}"}
     exec(compile(program(body), f"<orthanc-harden {body}>", "exec"), namespace)  # our own packaged source
     return namespace
+
+
+@lru_cache(maxsize=None)
+def bundle() -> str:
+    """The ``check`` body with the library, the probe and the two planners as one program, compressed: as text
+    they would pass the kernel's limit on one command-line argument (128 KiB)."""
+    here = resources.files("orthanc_harden.remote")
+
+    def text(name: str) -> str:
+        return here.joinpath(f"{name}.py").read_text()
+
+    sources = {"library": text("orthanc_config"),
+               **{body: "\n\n".join(text(name) for name in (*PARTS.get(body, ()), body))
+                  for body in ("probe", "auth", "firewall")}}
+    source = f"SOURCES = {sources!r}\n\n{text('check')}"
+    packed = base64.b64encode(zlib.compress(source.encode(), 9)).decode()
+    return f"import base64,zlib;exec(zlib.decompress(base64.b64decode('{packed}')))"

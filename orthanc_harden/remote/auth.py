@@ -209,9 +209,8 @@ def commit(request):
     return {"committed": list(request["files"])}
 
 
-def main():
-    mode = sys.argv[1]
-    request = json.loads(sys.stdin.read())
+def answer(mode, request):
+    """The program's JSON answer to `request` in `mode`; errors are reported as data ({"error": ...})."""
     try:
         if mode == "check":
             edits, summary = plan(request)
@@ -227,6 +226,12 @@ def main():
         result = {"error": str(err)}
     except OSError as err:
         result = {"error": "%s: %s" % (getattr(err, "filename", None) or "configuration", err.strerror)}
+    return result
+
+
+def main():
+    mode = sys.argv[1]
+    result = answer(mode, json.loads(sys.stdin.read()))
     print(json.dumps(result, sort_keys=True))
     # "check" feeds a fact: it reports errors as data; "apply"/"restore" must fail the command.
     if mode != "check" and "error" in result:

@@ -780,7 +780,14 @@ def main():
     if mode in ("revert-due", "revert-after"):  # the armed revert, from its timer or detached sleep: no stdin
         revert_due(int(sys.argv[2]) if mode == "revert-after" else 0)
         return
-    request = json.loads(sys.stdin.read())
+    result = answer(mode, json.loads(sys.stdin.read()))
+    print(json.dumps(result, sort_keys=True))
+    if mode in ("apply", "remove", "confirm", "revert") and "error" in result:
+        sys.exit(1)
+
+
+def answer(mode, request):
+    """The program's JSON answer to `request` in `mode`; errors are reported as data ({"error": ...})."""
     try:
         if mode == "remove-check":
             result = remove(request, dry=True)
@@ -790,9 +797,7 @@ def main():
             result = {"check": plan, "apply": apply, "remove": remove}[mode](request)
     except FirewallError as err:
         result = {"error": str(err), "unsupported": isinstance(err, Unsupported)}
-    print(json.dumps(result, sort_keys=True))
-    if mode in ("apply", "remove", "confirm", "revert") and "error" in result:
-        sys.exit(1)
+    return result
 
 
 if __name__ == "__main__":

@@ -433,3 +433,18 @@ def masked_diff(path, old, new):
     if not lines:
         return "--- %s\n+++ %s (planned)\n(only masked values change)\n" % (path, path)
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+def served_ports(state):
+    """The TCP ports a probed host's Orthanc units serve (HTTP and DICOM unless switched off), sorted: the ports
+    the firewall restricts. One home for the deploy and the host's combined check, which must ask the same."""
+    ports = set()
+    for unit in state.get("units", []):
+        values = {}
+        for entry in state.get("configs", {}).get(unit["config_path"], {}).get("files", []):
+            values.update(entry.get("values", {}))
+        if values.get("HttpServerEnabled", True):
+            ports.add(values.get("HttpPort", 8042))
+        if values.get("DicomServerEnabled", True):
+            ports.add(values.get("DicomPort", 4242))
+    return sorted(p for p in ports if isinstance(p, int))

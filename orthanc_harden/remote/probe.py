@@ -431,8 +431,8 @@ def iptables_input_filters(save_output):
     return policy.get("INPUT") == "DROP" or refuses("INPUT", set())
 
 
-def main():
-    cache = ProbeCache()
+def collect(cache):
+    """The host's whole Orthanc state, as one JSON-ready dict."""
     package = package_info()
     units = systemd_units()
     processes, contained = orthanc_processes()
@@ -479,7 +479,7 @@ def main():
     for path in paths:
         if path and path not in configs:
             configs[path] = read_config(path)
-    print(json.dumps({
+    return {
         "probe": 1,
         "package": package,
         "binaries": {b: orthanc_version(b, cache) for b in binaries},
@@ -490,7 +490,12 @@ def main():
         "configs": configs,
         "firewall": firewall(cache),
         "docker": docker_closed_ports(),
-    }, sort_keys=True))
+    }
+
+
+def main():
+    cache = ProbeCache()
+    print(json.dumps(collect(cache), sort_keys=True))
     cache.save()
 
 

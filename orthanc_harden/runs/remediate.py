@@ -93,22 +93,26 @@ def _connect(state, hosts, parallel: int) -> list:
 
 
 def _host_states(hosts, parallel: int) -> dict:
-    """Every package host's Orthanc state, read at once before the plan. pyinfra prepares hosts one after the
-    other, so reading it there puts one round trip per host end to end. A host whose read fails is left out and
-    read again by the deploy, which reports the error with the host's name."""
+    """Every package host's Orthanc state, read at once before the plan, with the authentication and firewall
+    plans for it (``host_check``). pyinfra prepares hosts one after the other, so reading it there puts one round
+    trip per host end to end. A host whose read fails is left out and read again by the deploy, which reports the
+    error with the host's name."""
     from gevent.pool import Pool
 
-    from ..facts.orthanc import OrthancHostState
+    from . import host_check
+
+    package_hosts = [h for h in hosts if not settings.validate(h.data)
+                     and not settings.get(h.data, "orthanc_harden_docker_url")]
+    # Before the pool: the store is read once per reference, on the control node, as the deploy reads it.
+    requests = {h: host_check.wanted(h.data) for h in package_hosts}
 
     def one(host):
-        if settings.validate(host.data) or settings.get(host.data, "orthanc_harden_docker_url"):
-            return host, None
         try:
-            return host, host.get_fact(OrthancHostState)
+            return host, host_check.read(host, requests[host])
         except Exception:  # noqa: BLE001 - read again by the deploy, which fails this host alone with the cause
             return host, None
 
-    return {h: found for h, found in Pool(max(1, parallel)).imap(one, hosts) if found is not None}
+    return {h: found for h, found in Pool(max(1, parallel)).imap(one, package_hosts) if found is not None}
 
 
 def _unchanged(state, host) -> bool:
