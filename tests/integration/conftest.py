@@ -81,3 +81,32 @@ _extra = json.loads(os.environ.get("OH_TEST_DATA", "{}"))
 package_hosts = [(name, {**data, **_extra.get(name, {})})
                  for name, data in groups(os.environ["ORTHANC_HARDEN_LAB"])["package_hosts"] if name in _hosts]
 """
+
+
+# strace from the control node (Debian 12, as the lab's hosts), with the libraries it needs beside it: how a test
+# sees every program a run starts on a host (following its sshd).
+STRACE_FILES = ("/usr/bin/strace", "/lib/x86_64-linux-gnu/libunwind-ptrace.so.0",
+                "/lib/x86_64-linux-gnu/libunwind-x86_64.so.8", "/lib/x86_64-linux-gnu/libunwind.so.8")
+STRACE = "LD_LIBRARY_PATH=/opt/strace/lib/x86_64-linux-gnu /opt/strace/usr/bin/strace"
+
+
+def need_strace() -> None:
+    """Before a lab is brought up: unavailable when the control node has no strace to lend its hosts."""
+    if not all(os.path.exists(f) for f in STRACE_FILES):
+        unavailable("needs the control node's strace (Debian 12's, with libunwind) to trace the host's commands")
+
+
+def install_strace(client) -> None:
+    """Copy the control node's strace to a lab host (see `need_strace`)."""
+    import io
+    import tarfile
+
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for path in STRACE_FILES:
+            tar.add(os.path.realpath(path), arcname=path.lstrip("/"))
+    sftp = client.open_sftp()
+    sftp.putfo(io.BytesIO(archive.getvalue()), "/root/strace.tar")
+    sftp.close()
+    code, out = run_on(client, "mkdir -p /opt/strace && tar xf /root/strace.tar -C /opt/strace && rm /root/strace.tar")
+    assert code == 0, out

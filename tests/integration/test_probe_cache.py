@@ -5,25 +5,19 @@ root's 0600 is ignored, and the version reported is the same every time."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
-import tarfile
 import time
 
 import pytest
 
-from tests.conftest import run_cli, unavailable
-from tests.integration.conftest import fresh_lab, run_on, ssh_to
+from tests.conftest import run_cli
+from tests.integration.conftest import STRACE, fresh_lab, install_strace, need_strace, run_on, ssh_to
 
 LAB = "benchx-probe-cache"
 CACHE = "/var/lib/orthanc-harden/probe-cache.json"
 TRACE = "/root/sshd-execve.trace"
-# strace from the control node (Debian 12, as the lab's hosts), with the libraries it needs beside it.
-STRACE_FILES = ("/usr/bin/strace", "/lib/x86_64-linux-gnu/libunwind-ptrace.so.0",
-                "/lib/x86_64-linux-gnu/libunwind-x86_64.so.8", "/lib/x86_64-linux-gnu/libunwind.so.8")
-STRACE = "LD_LIBRARY_PATH=/opt/strace/lib/x86_64-linux-gnu /opt/strace/usr/bin/strace"
 
 
 def _must(client, command: str) -> str:
@@ -34,8 +28,7 @@ def _must(client, command: str) -> str:
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    if not all(os.path.exists(f) for f in STRACE_FILES):
-        unavailable("needs the control node's strace (Debian 12's, with libunwind) to trace the host's commands")
+    need_strace()
     data = fresh_lab(LAB, 1, 0, 5100)
     work = tmp_path_factory.mktemp("probe-cache")
     users = work / "users.json"
@@ -43,14 +36,7 @@ def host(tmp_path_factory):
     users.chmod(0o600)
     env = {"ORTHANC_HARDEN_LAB": LAB, "ORTHANC_HARDEN_LAB_USERS_REF": f"file:{users}"}
     client = ssh_to(data, data["hosts"][0])
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w") as tar:
-        for path in STRACE_FILES:
-            tar.add(os.path.realpath(path), arcname=path.lstrip("/"))
-    sftp = client.open_sftp()
-    sftp.putfo(io.BytesIO(archive.getvalue()), "/root/strace.tar")
-    sftp.close()
-    _must(client, "mkdir -p /opt/strace && tar xf /root/strace.tar -C /opt/strace && rm /root/strace.tar")
+    install_strace(client)
     # The compliant state the cache is for: authentication on, ufw restricting Orthanc's ports.
     proc = run_cli("remediate", "inventories/lab.py", env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
