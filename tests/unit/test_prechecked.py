@@ -116,7 +116,7 @@ def test_once_the_run_changed_the_host_the_operation_asks_again():
     fake = FakeHost(CHANGED)
     done = OperationMeta("upgrade", True)
     done.set_complete(True, ["apt-get install orthanc"], [])
-    state = State(Inventory(([], {})), Config())
+    state = State(Inventory((["pacs-01"], {})), Config())
     state.ops = {fake: {"upgrade": SimpleNamespace(operation_meta=done)}}
     with ctx_state.use(state):
         commands = _auth(fake)
