@@ -10,6 +10,9 @@ OH, ANSIBLE = "orthanc-harden", "ansible"
 SCENARIOS = ("audit", "remediate-vulnerable", "remediate-compliant")
 # The compliant remediate with the probe's cache taken away first: before #24's cache, in the same run.
 NO_CACHE = "remediate-compliant-no-probe-cache"
+# The compliant remediate checking each host with three programs (probe, auth plan, firewall plan): before the
+# combined check of #24's last step, in the same run.
+THREE_PROGRAMS = "remediate-compliant-three-programs"
 TARGET_N = 50
 
 
@@ -218,6 +221,7 @@ def markdown(data: dict) -> str:
                 lines.append(f"| {scenario} | {ratio['wall']} | {ratio['cpu']} | {ratio['ssh_commands']} |")
         lines.append("")
     lines += _probe_cache_section(data)
+    lines += _one_program_section(data)
     lines += ["## Targets (goals, not assertions)", "", "| target | goal | measured | at | status |",
               "| --- | --- | --- | --- | --- |"]
     for target in data["targets"]:
@@ -274,6 +278,43 @@ def _probe_cache_section(data: dict) -> list[str]:
             "| cached slowest host s | no cache wall s | cached wall s | no cache SSH cmds | cached SSH cmds "
             "| cached host CPU by kind |",
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |", *rows, ""]
+
+
+def _one_program_section(data: dict) -> list[str]:
+    """Before and after the combined check, from the same run: the compliant remediate (probe cache present) with
+    the probe and the two planners as three programs, and as one."""
+    rows = []
+    for n in sorted(data["sizes"], key=int):
+        runs = data["sizes"][n]["runs"]
+        before, after, floor = (runs.get(key(OH, THREE_PROGRAMS)), runs.get(key(OH, "remediate-compliant")),
+                                runs.get("floor"))
+        if not (before and after and floor):
+            continue
+        cpu = [r.get("host_cpu_s_per_host") or {} for r in (floor, before, after)]
+        rows.append(f"| {n} | {cpu[0].get('mean', '')} | {cpu[1].get('mean', '')} | {cpu[2].get('mean', '')} "
+                    f"| {_host_span(floor)} | {_host_span(before)} | {_host_span(after)} | {floor['wall_s']:.2f} "
+                    f"| {before['wall_s']:.2f} | {after['wall_s']:.2f} "
+                    f"| {_spread(before['ssh_commands_per_host'])} | {_spread(after['ssh_commands_per_host'])} "
+                    f"| {_by_kind(before)} | {_by_kind(after)} "
+                    f"| {before['load_before']:g} / {after['load_before']:g} |")
+    if not rows:
+        return []
+    return ["## The compliant check in one program (issue #24, last step): before and after, same run", "",
+            "`remediate-compliant-three-programs` is the compliant remediate as it was before: the probe, then "
+            "the authentication plan and the firewall plan, each a Python program started by an SSH command of "
+            "its own (`bench/three_programs.py` runs today's code with nothing read ahead, as the operations run "
+            "in a user's deploy). `remediate-compliant`: one program computes the probe and both plans (the "
+            "same comparisons: the store's users and passwords against the host's, the configured networks, "
+            "ports and backend against the host's rules), and the operations use those plans for their identical "
+            "request. Both with the probe's cache present; measured one right after the other. Host CPU in "
+            "seconds per host (mean); by kind: root login, sudo login, sshd on another port (hosts); load: the "
+            "1-minute load average before each.", "",
+            "| N | floor host CPU | three programs host CPU | one program host CPU | floor slowest host s "
+            "| three programs slowest host s | one program slowest host s | floor wall s | three programs wall s "
+            "| one program wall s | three programs SSH cmds | one program SSH cmds | three programs by kind "
+            "| one program by kind | load before (three / one) |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
+            *rows, ""]
 
 
 def _write(path: Path, text: str) -> None:

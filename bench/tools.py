@@ -27,6 +27,12 @@ def orthanc_harden(command: str, inventory: Path, parallel: int, report: Path) -
     return [str(BIN / "orthanc-harden"), command, str(inventory), "--parallel", str(parallel), "--json", str(report)]
 
 
+def orthanc_harden_three_programs(command: str, inventory: Path, parallel: int, report: Path) -> list[str]:
+    """The same, checking each host with three programs as before issue #24's last step (``three_programs``)."""
+    return [sys.executable, "-m", "bench.three_programs", command, str(inventory), "--parallel", str(parallel),
+            "--json", str(report)]
+
+
 def ansible(inventory: Path, parallel: int, users_file: Path, check: bool) -> list[str]:
     """The peer playbook with forks = --parallel; check mode is Ansible's audit (what would change)."""
     argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), "-f", str(parallel),
