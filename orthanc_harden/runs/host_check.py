@@ -22,8 +22,14 @@ from ..secrets import RUN_CACHE, SecretError
 
 def wanted(data) -> dict:
     """What this host's data asks of the authentication and firewall controls, as the deploy will ask it (None
-    for a control that is off, or whose input the deploy will refuse: it reports that itself)."""
-    return {"auth": _auth(data), "firewall": _firewall(data)}
+    for a control that is off, or whose input the deploy will refuse: it reports that itself, for this host)."""
+    found = {}
+    for control, request in (("auth", _auth), ("firewall", _firewall)):
+        try:
+            found[control] = request(data)
+        except Exception:  # noqa: BLE001 - never the run's: the deploy meets it again and fails this host alone
+            found[control] = None
+    return found
 
 
 def _auth(data) -> dict | None:

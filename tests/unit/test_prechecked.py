@@ -174,6 +174,16 @@ def test_switched_off_or_refused_controls_are_not_planned_ahead(data):
     assert host_check.wanted({**data, "orthanc_harden_firewall_remove": True})["firewall"] is None
 
 
+def test_a_store_that_breaks_unexpectedly_leaves_the_deploy_to_report_it(data, monkeypatch):
+    """Read ahead for every host before planning: one host's broken store must not stop the run."""
+    def broken(ref):
+        raise RuntimeError("the store's client crashed")
+
+    monkeypatch.setattr(RUN_CACHE, "users", broken)
+    assert host_check.wanted(data)["auth"] is None
+    assert host_check.wanted(data)["firewall"] is not None
+
+
 def test_read_keeps_each_plan_for_its_request_and_sends_passwords_on_stdin_only(data):
     inventory = Inventory((["pacs-01"], {}))
     state = State(inventory, Config())
