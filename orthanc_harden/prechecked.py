@@ -3,7 +3,7 @@
 ``auth.authentication`` and ``firewall.restrict`` use one instead of asking the host only for their very request
 (the same request JSON, passwords included, and the same privilege arguments: compared as a digest) and only
 while no operation of this run has changed the host yet; otherwise, and when nothing was read ahead (an operation
-in a user's own deploy), they ask the host as they do alone. Cleared at the start of every run.
+in a user's own deploy), they ask the host as they do alone. Kept in the run's record (``run_record``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import copy
 import hashlib
 import json
 
-PLANS: dict[str, dict[str, dict]] = {}
+from . import run_record
+
 # Who the program runs as decides what it may read: a plan made as another user answers another question.
 WHO = ("_sudo", "_sudo_user", "_su_user", "_doas", "_doas_user", "_dzdo", "_dzdo_user")
 
@@ -23,14 +24,18 @@ def digest(control: str, request: str | dict, arguments: dict | None) -> str:
     return hashlib.sha256(json.dumps([control, body, who], sort_keys=True).encode()).hexdigest()
 
 
-def record(host_name: str, control: str, request: str | dict, arguments: dict | None, plan: dict) -> None:
-    PLANS.setdefault(host_name, {})[digest(control, request, arguments)] = plan
+def record(host_name: str, control: str, request: str | dict, arguments: dict | None, plan: dict,
+           state=None) -> None:
+    """Keep `plan` for this host and request in the record of `state` (default: the run under way)."""
+    found = run_record.of(state).prechecked if state is not None else run_record.current().prechecked
+    found.setdefault(host_name, {})[digest(control, request, arguments)] = plan
 
 
 def plan_for(host, control: str, request: str) -> dict | None:
     """The plan read ahead for this host, control and request, as the operation's own connector arguments would
     have read it; None when there is none or something already changed the host in this run."""
-    found = PLANS.get(host.name, {}).get(digest(control, request, getattr(host, "current_op_global_arguments", None)))
+    found = run_record.current().prechecked.get(host.name, {}).get(
+        digest(control, request, getattr(host, "current_op_global_arguments", None)))
     if found is None or _changed_in_this_run(host):
         return None
     return copy.deepcopy(found)
@@ -49,4 +54,4 @@ def _changed_in_this_run(host) -> bool:
 
 
 def clear() -> None:
-    PLANS.clear()
+    run_record.current().prechecked.clear()

@@ -28,6 +28,8 @@ class RunRecord:
     dry: bool = False
     secrets: Any = None  # secrets.SecretCache, made on first use (secrets imports this module)
     engines: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # host -> digest of a request -> the plan read ahead for it with the host's state: see ``prechecked``
+    prechecked: dict[str, dict[str, dict]] = field(default_factory=dict)
 
 
 _BY_STATE: WeakKeyDictionary = WeakKeyDictionary()

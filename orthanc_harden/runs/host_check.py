@@ -76,8 +76,9 @@ def read(host, request: dict) -> dict:
     users = (request["auth"] or {}).get("users")
     for entry in found.get("auth") or []:
         if entry.get("plan") is not None:
-            prechecked.record(host.name, "auth", dict(entry["request"], users=users), arguments, entry["plan"])
+            prechecked.record(host.name, "auth", dict(entry["request"], users=users), arguments, entry["plan"],
+                              state=host.state)
     entry = found.get("firewall")
     if entry and entry.get("plan") is not None:
-        prechecked.record(host.name, "firewall", entry["request"], arguments, entry["plan"])
+        prechecked.record(host.name, "firewall", entry["request"], arguments, entry["plan"], state=host.state)
     return found["state"]

@@ -112,15 +112,27 @@ def test_a_plan_read_as_another_user_is_not_used():
 
 def test_once_the_run_changed_the_host_the_operation_asks_again():
     """An upgrade (or any operation) that changed the host before this one may have changed the answer."""
-    prechecked.record("pacs-01", "auth", AUTH_REQUEST, {}, UNCHANGED)
     fake = FakeHost(CHANGED)
-    done = OperationMeta("upgrade", True)
-    done.set_complete(True, ["apt-get install orthanc"], [])
     state = State(Inventory((["pacs-01"], {})), Config())
-    state.ops = {fake: {"upgrade": SimpleNamespace(operation_meta=done)}}
+    state.ops = {fake: {}}
+    prechecked.record("pacs-01", "auth", AUTH_REQUEST, {}, UNCHANGED, state=state)
     with ctx_state.use(state):
+        assert _auth(FakeHost({"error": "the host must not be asked"})) == []  # unchanged yet: the plan is used
+        done = OperationMeta("upgrade", True)
+        done.set_complete(True, ["apt-get install orthanc"], [])
+        state.ops = {fake: {"upgrade": SimpleNamespace(operation_meta=done)}}
         commands = _auth(fake)
     assert fake.asked == [OrthancAuthPlan] and _applies(commands)
+
+
+def test_each_run_has_its_own_plans():
+    """Kept in the run's record: another pyinfra run in the process (a user's own deploy) reads none of them."""
+    ours, theirs = (State(Inventory((["pacs-01"], {})), Config()) for _ in range(2))
+    prechecked.record("pacs-01", "auth", AUTH_REQUEST, {}, UNCHANGED, state=ours)
+    fake = FakeHost(CHANGED)
+    with ctx_state.use(theirs):
+        _auth(fake)
+    assert fake.asked == [OrthancAuthPlan]
 
 
 def test_removing_the_rules_never_uses_a_plan_read_ahead():
@@ -208,7 +220,7 @@ def test_read_keeps_each_plan_for_its_request_and_sends_passwords_on_stdin_only(
     assert cls is OrthancHostCheck and str(kwargs["_stdin"]) == "*MASKED*"
     assert PASSWORD not in OrthancHostCheck().command()
     fake = FakeHost({"error": "the host must not be asked"})
-    with ctx_state.use(state):  # what pyinfra gives an operation of this host's data
+    with ctx_state.use(state):  # the run's record, and what pyinfra gives an operation of this host's data
         fake.current_op_global_arguments = pop_global_arguments(state, host, {})[0]
-    assert _auth(fake) == [] and fake.asked == []
-    assert _firewall(fake, docker=False) == [] and fake.asked == []  # no Docker engine on the host
+        assert _auth(fake) == [] and fake.asked == []
+        assert _firewall(fake, docker=False) == [] and fake.asked == []  # no Docker engine on the host
