@@ -239,7 +239,7 @@ def containers_fixed():
         if users is None:
             return
     try:
-        client = engine.of_host(host)
+        client = engine.shared_for(host)
         found = client.containers.list(all=True, filters=settings.get(data, "orthanc_harden_docker_filters") or {})
     except (engine.EngineError, DockerException) as err:
         report.failed(name="Docker engine", control="docker", message=str(err).splitlines()[0])

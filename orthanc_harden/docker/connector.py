@@ -49,7 +49,7 @@ class DockerEngineConnector(BaseConnector):
         if not self.data["orthanc_harden_docker_url"]:
             raise ConnectError("orthanc_harden_docker_url is not set for this engine")
         try:
-            self.client = engine.for_host(self.data)
+            self.client = engine.open_for(self.data)
         except engine.EngineError as err:
             raise ConnectError(str(err)) from None
 

@@ -106,12 +106,13 @@ def connect(url: str, tls: dict | None = None, ssh: dict | None = None, timeout:
     return client
 
 
-# The host data for_host reads beside SSH_DATA (their defaults and descriptions are in settings.py).
+# The host data open_for reads beside SSH_DATA (their defaults and descriptions are in settings.py).
 ENGINE_SETTINGS = ("orthanc_harden_docker_url", "orthanc_harden_docker_tls", "orthanc_harden_docker_insecure")
 
 
-def for_host(data, timeout: int = 60) -> docker.DockerClient:
-    """The engine of a container host, from its ``orthanc_harden_docker_*`` and ``ssh_*`` host data."""
+def open_for(data, timeout: int = 60) -> docker.DockerClient:
+    """A new, pinged client for a container host's engine, from its ``orthanc_harden_docker_*`` and ``ssh_*`` host
+    data (``shared_for`` keeps one per host for a run)."""
     url, tls = settings.get(data, "orthanc_harden_docker_url"), settings.get(data, "orthanc_harden_docker_tls")
     refused = settings.plain_tcp_engine(url, tls, settings.get(data, "orthanc_harden_docker_insecure"))
     if refused:  # before any connection: nothing is sent to such an engine
@@ -136,7 +137,7 @@ def address(client: docker.DockerClient) -> str | None:
     return urllib.parse.urlparse(api.base_url).hostname
 
 
-def of_host(host, timeout: int = 60) -> docker.DockerClient:
+def shared_for(host, timeout: int = 60) -> docker.DockerClient:
     """The engine of a pyinfra host, opened once per run and shared by the plan and execute passes.
 
     An ``@dockerengine`` host already holds the client its connector opened and pinged; any other container host
@@ -148,7 +149,7 @@ def of_host(host, timeout: int = 60) -> docker.DockerClient:
     opened = run_record.current().engines  # once per run: another run opens its own
     key = (host.name, settings.get(host.data, "orthanc_harden_docker_url"))
     if key not in opened:
-        opened[key] = for_host(host.data, timeout)
+        opened[key] = open_for(host.data, timeout)
     return opened[key]
 
 

@@ -162,7 +162,7 @@ def audit_host(host, host_state: dict | None = None, docker_user: list | None = 
     docker_url = settings.get(host.data, "orthanc_harden_docker_url")
     try:
         if docker_url:
-            client = engine.for_host(host.data)
+            client = engine.open_for(host.data)
             scope = settings.get(host.data, "orthanc_harden_docker_filters")
             found = [instances.from_container(host.name, c, docker_url) for c in inspection.discover(client, scope)]
             closed = {e["engine_id"]: set(e["closed"]) for e in docker_user if e.get("engine_id")}

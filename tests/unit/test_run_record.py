@@ -78,14 +78,14 @@ def test_a_new_state_starts_empty_and_code_outside_a_run_has_its_own_record():
 
 def test_engine_clients_are_opened_once_per_run(monkeypatch):
     opened = []
-    monkeypatch.setattr(engine, "for_host", lambda data, timeout: opened.append(object()) or opened[-1])
+    monkeypatch.setattr(engine, "open_for", lambda data, timeout: opened.append(object()) or opened[-1])
     state = _state("engine-01")
     host = state.inventory.get_host("engine-01")
     host.data.orthanc_harden_docker_url = "tcp://127.0.0.1:2376"
     with ctx_state.use(state):
-        assert engine.of_host(host) is engine.of_host(host)
+        assert engine.shared_for(host) is engine.shared_for(host)
     with ctx_state.use(_state("engine-01")):
-        other = engine.of_host(host)
+        other = engine.shared_for(host)
     assert len(opened) == 2 and other is opened[1]
 
 
