@@ -10,12 +10,12 @@ from pyinfra import host, logger
 
 from orthanc_harden.audit import words
 from orthanc_harden.runs.audit import audit_host
-from orthanc_harden.operations import report
+from orthanc_harden.operations import verdict
 
 for _row in audit_host(host):
     _words = words.summary(_row["findings"])
     if _row["status"] == "failed":
-        report.failed(name="orthanc-harden audit", control="audit", message=f"orthanc-harden audit: {_row['reason']}")
+        verdict.failed(name="orthanc-harden audit", control="audit", message=f"orthanc-harden audit: {_row['reason']}")
     elif _row["status"] == "no-orthanc":
         logger.warning(f"[{host.name}] orthanc-harden audit: {_row['status']}: {_row['reason']}")
     else:

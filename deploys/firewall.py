@@ -7,7 +7,7 @@ commit confirmed: a fresh SSH connection after it keeps it, otherwise the host p
 """
 
 from orthanc_harden.deploys import firewall_rules
-from orthanc_harden.operations import report
+from orthanc_harden.operations import verdict
 
 firewall_rules()
-report.compliant(name="Orthanc firewall compliant", controls=("firewall",))
+verdict.compliant(name="Orthanc firewall compliant", controls=("firewall",))

@@ -20,7 +20,7 @@ from docker.errors import DockerException
 from . import hostkeys, outcomes, settings
 from .docker import assess, engine, inspection
 from .facts.orthanc import OrthancHostState
-from .operations import auth, container, firewall, report, schedule, upgrade
+from .operations import auth, container, firewall, verdict, schedule, upgrade
 from .operations.isolation import host_deploy
 from .orthanc import HTTP_PORT
 from .remote import orthanc_config
@@ -83,7 +83,7 @@ def _probe_verify() -> bool | str:
 def _usable_data() -> bool:
     problems = settings.validate(host.data)
     if problems:
-        report.failed(name="orthanc-harden settings", control="settings", message=f"host data: {problems[0]}")
+        verdict.failed(name="orthanc-harden settings", control="settings", message=f"host data: {problems[0]}")
     return not problems
 
 
@@ -96,7 +96,7 @@ def _store_users() -> dict | None:
     be had, after failing this host with the cause."""
     ref = settings.get(host.data, "orthanc_harden_users_ref")
     if not ref:
-        report.failed(name="Orthanc users", control="auth",
+        verdict.failed(name="Orthanc users", control="auth",
                       message="orthanc_harden_users_ref is not set: no users to enable authentication with")
         return None
     try:
@@ -104,7 +104,7 @@ def _store_users() -> dict | None:
         auth.check_users(users, settings.get(host.data, "orthanc_harden_users_mode"))
         return users
     except (SecretError, OperationValueError) as err:
-        report.failed(name="Orthanc users", control="auth", message=str(err))
+        verdict.failed(name="Orthanc users", control="auth", message=str(err))
         return None
 
 
@@ -157,7 +157,7 @@ def authentication(state: dict | None = None):
     state = state if state is not None else host.get_fact(OrthancHostState)
     shared = _shared_probe_url(state)
     if shared:
-        report.failed(name="Orthanc health check address", control="auth", message=shared)
+        verdict.failed(name="Orthanc health check address", control="auth", message=shared)
         return
     # The same sorted order on every host keeps pyinfra 3.10's position-based operation order consistent.
     for unit in sorted(state.get("units", []), key=lambda u: u["unit"]):
@@ -197,7 +197,7 @@ def firewall_rules(state: dict | None = None):
     if not ports and not docker:
         return
     if not cidrs and not allow_empty:
-        report.not_compliant(name="Orthanc firewall", control="firewall",
+        verdict.not_compliant(name="Orthanc firewall", control="firewall",
                              message="orthanc_harden_allowed_cidrs is empty: list the networks that may "
                                      "reach Orthanc, or waive the firewall control")
         return
@@ -242,7 +242,7 @@ def containers_fixed():
         client = engine.shared_for(host)
         found = client.containers.list(all=True, filters=settings.get(data, "orthanc_harden_docker_filters") or {})
     except (engine.EngineError, DockerException) as err:
-        report.failed(name="Docker engine", control="docker", message=str(err).splitlines()[0])
+        verdict.failed(name="Docker engine", control="docker", message=str(err).splitlines()[0])
         return
     images = settings.get(data, "orthanc_harden_docker_images")
     # A container parked by an interrupted recreate belongs to the one it was parked for: alone, it is resumed.
@@ -298,7 +298,7 @@ def harden(host_state: dict | None = None):
         outcomes.record(host.name, control, "waived", reason)
     if not _package_host():
         containers_fixed()
-        report.compliant(name="Orthanc compliant")
+        verdict.compliant(name="Orthanc compliant")
         return
     state = host_state if host_state is not None else host.get_fact(OrthancHostState)
     auth_on = settings.get(host.data, "orthanc_harden_auth_enabled")
@@ -312,7 +312,7 @@ def harden(host_state: dict | None = None):
         authentication(state=state)
     if settings.get(host.data, "orthanc_harden_firewall_enabled"):
         firewall_rules(state=state)
-    report.compliant(name="Orthanc compliant")
+    verdict.compliant(name="Orthanc compliant")
 
 
 def _unattended_host_keys(inventory: str, data) -> str | None:
@@ -345,12 +345,12 @@ def schedule_runs():
     data = host.data
     inventory = settings.get(data, "orthanc_harden_schedule_inventory")
     if not inventory:
-        report.failed(name="orthanc-harden schedule", control="schedule",
+        verdict.failed(name="orthanc-harden schedule", control="schedule",
                       message="host data: orthanc_harden_schedule_inventory is not set (the inventory to run)")
         return
     refused = _unattended_host_keys(inventory, data)
     if refused:
-        report.failed(name="orthanc-harden schedule", control="schedule", message=refused)
+        verdict.failed(name="orthanc-harden schedule", control="schedule", message=refused)
         return
     schedule.timer(
         name=f"Scheduled orthanc-harden {settings.get(data, 'orthanc_harden_schedule_mode')}",

@@ -18,7 +18,7 @@ from .. import direct_http, outcomes, restarts
 from ..masking import SecretStdin
 from ..remote import program
 from ..operations import hostcmd
-from ..operations.report import fail_host
+from ..operations.verdict import fail_host
 
 GATE_TIMEOUT = 60.0
 

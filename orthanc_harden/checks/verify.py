@@ -13,7 +13,7 @@ from ..orthanc import reported_version
 from ..versions import at_least
 from ..operations import hostcmd
 from .health import _answering, _log_tail, gate_target, restart_answering
-from ..operations.report import fail_host
+from ..operations.verdict import fail_host
 
 CONTROL = "upgrade"
 ANSWER_TIMEOUT = 90.0

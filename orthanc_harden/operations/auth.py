@@ -16,7 +16,7 @@ from ..masking import SecretStdin
 from ..orthanc import CONFIG_DIR, HTTP_PORT
 from ..remote import program
 from .isolation import host_step
-from .report import failing
+from .verdict import failing
 
 
 def check_users(users: dict, users_mode: str) -> None:

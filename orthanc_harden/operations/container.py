@@ -14,7 +14,7 @@ from ..orthanc import FLOOR
 from .auth import check_users
 from ..checks.health import GATE_TIMEOUT
 from .isolation import host_step
-from .report import fail_host, failing
+from .verdict import fail_host, failing
 
 
 def _plain(users: dict | None) -> dict[str, str] | None:

@@ -16,7 +16,7 @@ from ..facts.orthanc import OrthancFirewallPlan
 from ..remote import program
 from . import hostcmd
 from .isolation import host_step
-from .report import fail_host, failing
+from .verdict import fail_host, failing
 
 CONTROL = "firewall"
 
@@ -50,7 +50,7 @@ def request_for(ports, cidrs, backend, enable, allow_empty, ssh_port, docker=Fal
 
 def _unreachable(state, host, message: str) -> bool:
     """Fail the host as not compliant: left as it was for a stated reason. Recorded as the host's compliance
-    verdict too, so that reports say not-compliant, as they do when ``report.compliant`` fails a host."""
+    verdict too, so that reports say not-compliant, as they do when ``verdict.compliant`` fails a host."""
     outcomes.record(host.name, "compliance", "not-compliant", message)
     return fail_host(host, CONTROL, message, status="not-compliant")
 

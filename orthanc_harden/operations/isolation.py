@@ -81,7 +81,7 @@ class IsolatedCommand(FunctionCommand):
         self.step = step
 
     def execute(self, state, host, connector_arguments):
-        from .report import fail_host
+        from .verdict import fail_host
 
         try:
             return super().execute(state, host, connector_arguments)
@@ -111,7 +111,7 @@ def host_step(control: str | Callable[..., str]):
         def wrapper(*args, **kwargs):
             from pyinfra import host
 
-            from .report import failing
+            from .verdict import failing
 
             step = name_of(args, kwargs)
             try:
@@ -137,7 +137,7 @@ def host_deploy(control: str):
         def wrapper(*args, **kwargs):
             from pyinfra import host
 
-            from .report import failed
+            from .verdict import failed
 
             try:
                 return func(*args, **kwargs)

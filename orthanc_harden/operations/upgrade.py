@@ -13,7 +13,7 @@ from ..facts.packages import APT_STAMP, RPM_STAMP, OrthancPackages, OrthancPacka
 from ..versions import at_least, matches_pin, newer, sort_key
 from ..checks import verify
 from .isolation import host_step
-from .report import failing
+from .verdict import failing
 
 
 CONTROL = "upgrade"
@@ -170,7 +170,7 @@ def package(
     + probe_verify: TLS verification of an https ``probe_url``: ``True`` (the system's CAs), a CA bundle path on
       the control node, or ``False``
     + fail_if_unreachable: no package reaches the floor (or the pin): fail the host here (default), or only record
-      it as not compliant for a later ``report.compliant`` (``harden`` does this, so that authentication and the
+      it as not compliant for a later ``verdict.compliant`` (``harden`` does this, so that authentication and the
       firewall still close the door on an Orthanc that cannot be upgraded yet)
 
     Works with apt (``--force-confold``: edited configuration is kept and a newer packaged file is reported as

@@ -165,7 +165,7 @@ def _plan(state, host) -> list[str]:
     with ctx_state.use(state), ctx_host.use(host):
         for op_hash in state.get_op_order():
             data = state.ops[host].get(op_hash)
-            # report.compliant, which fails a non-compliant host on purpose, changes nothing in a dry plan
+            # verdict.compliant, which fails a non-compliant host on purpose, changes nothing in a dry plan
             if data is None:
                 continue
             if data.operation_meta.will_change:

@@ -211,9 +211,9 @@ def test_broken_hosts_fail_alone_and_the_rest_is_remediated(fleet):
 
 
 def test_library_imported_from_an_unrelated_deploy(fleet, tmp_path):
-    from orthanc_harden.operations import auth, firewall, report, schedule, upgrade
+    from orthanc_harden.operations import auth, firewall, verdict, schedule, upgrade
 
-    for op in (auth.authentication, firewall.restrict, upgrade.package, report.compliant, report.failed,
+    for op in (auth.authentication, firewall.restrict, upgrade.package, verdict.compliant, verdict.failed,
                schedule.timer):
         assert "**Example:**" in (op.__doc__ or ""), f"{op.__name__} needs a docstring with an example"
     deploy = tmp_path / "site_deploy.py"

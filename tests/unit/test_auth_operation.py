@@ -11,7 +11,7 @@ from pyinfra.context import ctx_host
 from orthanc_harden.facts.orthanc import OrthancAuthPlan
 from orthanc_harden import restarts
 from orthanc_harden.checks import health
-from orthanc_harden.operations import auth, report
+from orthanc_harden.operations import auth, verdict
 
 PASSWORD = "Spec-Canary-pw-81"
 
@@ -67,7 +67,7 @@ def test_no_restart_when_asked():
 
 def _failure(command) -> str:
     """The message of a command that fails the host (operations never raise for one host's problem)."""
-    assert isinstance(command, FunctionCommand) and command.function is report._fail, command
+    assert isinstance(command, FunctionCommand) and command.function is verdict._fail, command
     return command.args[1]
 
 

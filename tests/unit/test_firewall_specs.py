@@ -11,7 +11,7 @@ from pyinfra.context import ctx_host
 
 from orthanc_harden import outcomes
 from orthanc_harden.facts.orthanc import OrthancFirewallPlan
-from orthanc_harden.operations import firewall, report
+from orthanc_harden.operations import firewall, verdict
 from orthanc_harden.remote import program
 
 
@@ -142,7 +142,7 @@ def test_bad_input_is_refused_before_asking_the_host(kwargs):
     with ctx_host.use(fake):
         (command,) = firewall.restrict._inner(**{"ports": [8042], "cidrs": ["10.0.0.0/8"], **kwargs})
     # This host fails with the cause; raised, the error would stop every other host's later steps (#17).
-    assert command.function is report._fail and command.args[1].startswith("firewall: ")
+    assert command.function is verdict._fail and command.args[1].startswith("firewall: ")
     assert fake.requests == []
 
 

@@ -11,7 +11,7 @@ from pyinfra.api import FunctionCommand, HiddenValue, StringCommand
 from pyinfra.context import ctx_host
 
 from orthanc_harden import outcomes
-from orthanc_harden.operations import report
+from orthanc_harden.operations import verdict
 from orthanc_harden.operations.isolation import IsolatedCommand, host_deploy, host_step
 from orthanc_harden.secrets import RUN_CACHE
 
@@ -52,7 +52,7 @@ def test_an_exception_in_the_body_becomes_a_failing_command(error, line):
 
     _, (first, failing) = _steps(op)
     assert str(first) == "true"
-    assert failing.function is report._fail and failing.args[:2] == ("auth", line)
+    assert failing.function is verdict._fail and failing.args[:2] == ("auth", line)
     assert outcomes.for_host("pacs-01")["auth"]["message"] == line
     assert "Traceback" in outcomes.for_host("pacs-01")["auth"]["traceback"]
 
@@ -103,7 +103,7 @@ def test_tracebacks_kept_for_reports_never_hold_a_password():
 
 def test_a_deploy_that_cannot_plan_a_host_fails_that_host(monkeypatch):
     calls = []
-    monkeypatch.setattr(report, "failed", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(verdict, "failed", lambda **kwargs: calls.append(kwargs))
 
     @host_deploy("harden")
     def harden():

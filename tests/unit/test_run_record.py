@@ -13,7 +13,7 @@ from pyinfra.context import ctx_host, ctx_state
 
 from orthanc_harden import outcomes, planned, restarts, run_record
 from orthanc_harden.docker import engine
-from orthanc_harden.operations import auth, report, upgrade
+from orthanc_harden.operations import auth, verdict, upgrade
 from orthanc_harden.runs import remediate
 from orthanc_harden.secrets import RUN_CACHE, resolved_values
 
@@ -221,7 +221,7 @@ def test_the_compliance_verdict_is_a_failure_when_run_and_no_change_in_a_dry_pla
 
     with ctx_state.use(_state("pacs-01")), ctx_host.use(FakeHost()), planned.dry_run(dry):
         outcomes.record("pacs-01", "upgrade", "not-compliant", "no package reaches 1.5.8")
-        commands = list(report.compliant._inner())
-        verdict = outcomes.for_host("pacs-01")["compliance"]
-    assert verdict == {"status": "not-compliant", "message": "not compliant: upgrade: no package reaches 1.5.8"}
+        commands = list(verdict.compliant._inner())
+        recorded = outcomes.for_host("pacs-01")["compliance"]
+    assert recorded == {"status": "not-compliant", "message": "not compliant: upgrade: no package reaches 1.5.8"}
     assert len(commands) == (0 if dry else 1) and all(isinstance(c, FunctionCommand) for c in commands)

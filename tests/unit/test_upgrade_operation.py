@@ -13,7 +13,7 @@ from pyinfra.context import ctx_host
 from orthanc_harden import outcomes
 from orthanc_harden.facts.packages import OrthancPackages, parse
 from orthanc_harden.checks import verify
-from orthanc_harden.operations import report, upgrade
+from orthanc_harden.operations import verdict, upgrade
 
 APT_FLAGS = ("DEBIAN_FRONTEND=noninteractive apt-get install -y -q --only-upgrade --no-install-recommends "
              "-o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold")
@@ -220,7 +220,7 @@ def test_allow_held_upgrades_through_the_hold_and_puts_it_back():
 def test_bad_arguments_are_refused_before_any_fact():
     for kwargs in ({"floor": "latest"}, {"version": "newest"}, {"cache_time": -1}):
         fake, (command,) = _run(packages(), **kwargs)
-        assert command.function is report._fail and command.args[1].startswith("upgrade: ")
+        assert command.function is verdict._fail and command.args[1].startswith("upgrade: ")
         assert fake.reads == 0
 
 

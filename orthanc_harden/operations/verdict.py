@@ -1,4 +1,4 @@
-"""Operations that turn a host's problems and compliance into pyinfra's own success or failure."""
+"""Operations that turn a host's problems and compliance into pyinfra's own verdict: success or failure."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def failed(control: str, message: str):
 
     .. code:: python
 
-        report.failed(name="Secret store", control="auth", message="vault:kv/pacs#users: permission denied")
+        verdict.failed(name="Secret store", control="auth", message="vault:kv/pacs#users: permission denied")
     """
     yield failing(control, message)
 
@@ -58,7 +58,7 @@ def compliant(controls: tuple[str, ...] = ("upgrade", "auth", "firewall")):
 
     .. code:: python
 
-        report.compliant(name="Orthanc compliant")
+        verdict.compliant(name="Orthanc compliant")
     """
     found = outcomes.for_host(host.name)
     open_items = [f"{control}: {entry['message']}" for control, entry in found.items()
@@ -89,7 +89,7 @@ def not_compliant(control: str, message: str):
 
     .. code:: python
 
-        report.not_compliant(name="Firewall", control="firewall", message="no allowed networks configured")
+        verdict.not_compliant(name="Firewall", control="firewall", message="no allowed networks configured")
     """
     outcomes.record(host.name, control, "not-compliant", message)
     host.noop(message)
