@@ -140,7 +140,7 @@ def test_a_host_that_stopped_answering_is_one_line_without_a_traceback(lab):
 
 def test_remediate_with_a_lost_and_a_silent_host_prints_no_traceback(lab):
     cut, silent = lab["hosts"]
-    hosts.lose_connection_in_auth(lab, cut)  # the connection ends in the middle of the auth operation
+    hosts.lose_connection_reading_state(lab, cut)  # the connection ends in the middle of the first step
     _sshd(lab, 1, "stop")
     try:
         quiet = _run(lab, "remediate", "inventories/lab.py", "--junit", str(lab["work"] / "fix.xml"))
@@ -150,7 +150,7 @@ def test_remediate_with_a_lost_and_a_silent_host_prints_no_traceback(lab):
         hosts.connection_kept(lab, cut)
     output = quiet.stdout + quiet.stderr
     assert quiet.returncode == 2 and "Traceback" not in output, output[-3000:]
-    assert row_of(quiet.stdout, cut["name"])["reason"].startswith("auth: the host stopped answering")
+    assert row_of(quiet.stdout, cut["name"])["reason"].startswith("upgrade: the host stopped answering")
     assert BANNER in row_of(quiet.stdout, silent["name"])["reason"]
     assert "Traceback (most recent call last)" in debug.stderr
     cases = _validated_cases(lab["work"] / "fix.xml")
