@@ -110,3 +110,10 @@ def install_strace(client) -> None:
     sftp.close()
     code, out = run_on(client, "mkdir -p /opt/strace && tar xf /root/strace.tar -C /opt/strace && rm /root/strace.tar")
     assert code == 0, out
+
+
+def must_run(client, command: str) -> str:
+    """`run_on` for a step a test cannot go on without: its output, or the test fails naming the command."""
+    code, out = run_on(client, command)
+    assert code == 0, f"lab step failed ({code}): {command}\n{out}"
+    return out

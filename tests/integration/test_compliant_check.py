@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.conftest import run_cli
-from tests.integration.conftest import (STRACE, SUBSET_INVENTORY, fresh_lab, install_strace, need_strace, run_on,
+from tests.integration.conftest import (STRACE, SUBSET_INVENTORY, fresh_lab, install_strace, must_run, need_strace,
                                         ssh_to, with_canary_users)
 
 pytestmark = pytest.mark.lab
@@ -25,12 +25,6 @@ CANARY = "Canary-h24-check-\"x'9"
 ROTATED = "Canary-h24-rotated-'q\"4"
 EXTRA_NETWORK = "192.0.2.0/24"  # TEST-NET-1: only ever written into the host's rules, never contacted
 TRACE = "/root/sshd-execve.trace"
-
-
-def _must(client, command: str) -> str:
-    code, out = run_on(client, command)
-    assert code == 0, f"{command}: {out}"
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +39,8 @@ def host(tmp_path_factory):
     data["env"].update(OH_TEST_HOSTS=data["hosts"][0]["name"])
     client = ssh_to(data, data["hosts"][0])
     install_strace(client)
-    _must(client, "grep -q '^LogLevel VERBOSE' /etc/ssh/sshd_config || echo 'LogLevel VERBOSE' >> /etc/ssh/sshd_config;"
-                  " systemctl reload ssh")
+    must_run(client, "grep -q '^LogLevel VERBOSE' /etc/ssh/sshd_config || "
+                     "echo 'LogLevel VERBOSE' >> /etc/ssh/sshd_config; systemctl reload ssh")
     data["client"] = client
     yield data
     client.close()
@@ -58,27 +52,27 @@ def _remediate(host, extra: dict | None = None) -> dict:
     """One remediate of the host, traced: its report row, the SSH sessions and programs it started on the host,
     and Orthanc's starts meanwhile. Neither password ever shows in the output or the report."""
     client = host["client"]
-    _must(client, f"rm -f {TRACE}; pid=$(systemctl show -p MainPID --value ssh); "
-                  f"({STRACE} -f -p $pid -e trace=execve -o {TRACE} </dev/null >/dev/null 2>&1 &); "
-                  "for i in $(seq 50); do grep -q TracerPid:.[1-9] /proc/$pid/status && exit 0; sleep 0.1; done; "
-                  "exit 1")
+    must_run(client, f"rm -f {TRACE}; pid=$(systemctl show -p MainPID --value ssh); "
+                     f"({STRACE} -f -p $pid -e trace=execve -o {TRACE} </dev/null >/dev/null 2>&1 &); "
+                     "for i in $(seq 50); do grep -q TracerPid:.[1-9] /proc/$pid/status && exit 0; sleep 0.1; done; "
+                     "exit 1")
     report = host["work"] / "report.json"
     report.unlink(missing_ok=True)
     env = dict(host["env"], OH_TEST_DATA=json.dumps({host["hosts"][0]["name"]: extra or {}}))
     started = time.time()  # the host's clock is this machine's: its journal is read for this window alone
     proc = run_cli("remediate", host["inventory"], "--json", str(report), env=env, timeout=600)
     ended = time.time()
-    _must(client, "pkill -x strace; for i in $(seq 50); do pgrep -x strace >/dev/null || exit 0; sleep 0.1; done; "
-                  "exit 1")
+    must_run(client, "pkill -x strace; for i in $(seq 50); do pgrep -x strace >/dev/null || exit 0; sleep 0.1; done; "
+                     "exit 1")
     time.sleep(0.2)
     for channel in (proc.stdout, proc.stderr, report.read_text()):
         assert CANARY not in channel and ROTATED not in channel
-    trace = _must(client, f"cat {TRACE}")
+    trace = must_run(client, f"cat {TRACE}")
     executed = [line.split('execve("', 1)[1].split('"', 1)[0] for line in trace.splitlines()
                 if 'execve("' in line and "= 0" in line.rsplit(")", 1)[-1]]
     journal = "\n".join(
-        line.split(" ", 1)[1] for line in _must(
-            client, f"journalctl --no-pager -o short-unix --since @{int(started)} -u ssh -u orthanc").splitlines()
+        line.split(" ", 1)[1] for line in must_run(
+               client, f"journalctl --no-pager -o short-unix --since @{int(started)} -u ssh -u orthanc").splitlines()
         if line[:1].isdigit() and started <= float(line.split(" ", 1)[0]) <= ended)
     (row,) = json.loads(report.read_text())["hosts"]
     return {"exit": proc.returncode, "row": row, "output": proc.stdout[-2000:] + proc.stderr[-2000:],
@@ -124,12 +118,12 @@ def test_a_password_rotated_in_the_store_is_still_applied(host):
 def test_an_allowed_network_changed_in_the_settings_is_still_applied(host):
     _compliant_and_quiet(_remediate(host))
     wider = {"orthanc_harden_allowed_cidrs": [host["subnet"], EXTRA_NETWORK]}
-    assert EXTRA_NETWORK not in _must(host["client"], "ufw status")
+    assert EXTRA_NETWORK not in must_run(host["client"], "ufw status")
     changed = _remediate(host, wider)
     assert changed["exit"] == 0 and changed["row"]["status"] == "changed", changed["output"]
     assert [c for c in changed["row"]["changes"] if c.startswith("firewall:")], changed["row"]
     assert changed["restarts"] == 0
-    assert EXTRA_NETWORK in _must(host["client"], "ufw status")
+    assert EXTRA_NETWORK in must_run(host["client"], "ufw status")
     after = _remediate(host, wider)
     _compliant_and_quiet(after)
     assert after["sessions"] == 1

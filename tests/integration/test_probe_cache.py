@@ -13,17 +13,11 @@ import time
 import pytest
 
 from tests.conftest import run_cli
-from tests.integration.conftest import STRACE, fresh_lab, install_strace, need_strace, run_on, ssh_to
+from tests.integration.conftest import STRACE, fresh_lab, install_strace, must_run, need_strace, ssh_to
 
 LAB = "benchx-probe-cache"
 CACHE = "/var/lib/orthanc-harden/probe-cache.json"
 TRACE = "/root/sshd-execve.trace"
-
-
-def _must(client, command: str) -> str:
-    code, out = run_on(client, command)
-    assert code == 0, f"{command}: {out}"
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -50,18 +44,18 @@ def _traced_audit(host) -> tuple[str, list[str]]:
     """An audit of the host while strace follows its sshd (and so every command the audit starts there): the
     version the audit reports and every program executed on the host."""
     client = host["client"]
-    _must(client, f"rm -f {TRACE}; pid=$(systemctl show -p MainPID --value ssh); "
-                  f"({STRACE} -f -p $pid -e trace=execve -o {TRACE} </dev/null >/dev/null 2>&1 &); "
-                  "for i in $(seq 50); do grep -q TracerPid:.[1-9] /proc/$pid/status && exit 0; sleep 0.1; done; "
-                  "exit 1")
+    must_run(client, f"rm -f {TRACE}; pid=$(systemctl show -p MainPID --value ssh); "
+                     f"({STRACE} -f -p $pid -e trace=execve -o {TRACE} </dev/null >/dev/null 2>&1 &); "
+                     "for i in $(seq 50); do grep -q TracerPid:.[1-9] /proc/$pid/status && exit 0; sleep 0.1; done; "
+                     "exit 1")
     report = host["work"] / "audit.json"
     proc = run_cli("audit", "inventories/lab.py", "--json", str(report), env=host["env"], timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     # Detached from outside the traced tree, then bounded: strace flushes its log as it exits.
-    _must(client, "pkill -x strace; for i in $(seq 50); do pgrep -x strace >/dev/null || exit 0; sleep 0.1; done; "
-                  "exit 1")
+    must_run(client, "pkill -x strace; for i in $(seq 50); do pgrep -x strace >/dev/null || exit 0; sleep 0.1; done; "
+                     "exit 1")
     time.sleep(0.2)
-    trace = _must(client, f"cat {TRACE}")
+    trace = must_run(client, f"cat {TRACE}")
     executed = [line.split('execve("', 1)[1].split('"', 1)[0] for line in trace.splitlines()
                 if 'execve("' in line and "= 0" in line.rsplit(")", 1)[-1]]
     instance = json.loads(report.read_text())["instances"][0]
@@ -70,11 +64,11 @@ def _traced_audit(host) -> tuple[str, list[str]]:
 
 
 def _stat(host, path: str) -> str:
-    return _must(host["client"], f"stat -c '%u:%g %a' {path}").strip()
+    return must_run(host["client"], f"stat -c '%u:%g %a' {path}").strip()
 
 
 def test_the_second_audit_does_not_start_orthanc(host):
-    _must(host["client"], f"rm -f {CACHE}")
+    must_run(host["client"], f"rm -f {CACHE}")
     first, executed = _traced_audit(host)
     assert first == "1.10.1"
     assert "/usr/sbin/Orthanc" in executed, "the trace must see the probe start Orthanc when there is no cache"
@@ -91,8 +85,8 @@ def test_the_second_audit_does_not_start_orthanc(host):
 def test_a_binary_replaced_in_place_is_asked_again(host):
     _traced_audit(host)  # the cache holds the current binary
     # The way a package manager replaces it: a new file (new inode) renamed over the old one, same path and content.
-    _must(host["client"], "cp -p /usr/sbin/Orthanc /usr/sbin/Orthanc.new && mv /usr/sbin/Orthanc.new /usr/sbin/Orthanc "
-                          "&& systemctl restart orthanc")
+    must_run(host["client"], "cp -p /usr/sbin/Orthanc /usr/sbin/Orthanc.new && "
+                             "mv /usr/sbin/Orthanc.new /usr/sbin/Orthanc && systemctl restart orthanc")
     version, executed = _traced_audit(host)
     assert version == "1.10.1"
     assert "/usr/sbin/Orthanc" in executed
@@ -105,27 +99,27 @@ def test_a_cache_file_that_is_not_roots_alone_is_ignored(host, spoil):
     _traced_audit(host)
     client = host["client"]
     # A planted lie the probe would report if it believed the file.
-    _must(client, f"sed -i 's/1\\.10\\.1/9.9.9/g' {CACHE} && grep -q 9.9.9 {CACHE}")
+    must_run(client, f"sed -i 's/1\\.10\\.1/9.9.9/g' {CACHE} && grep -q 9.9.9 {CACHE}")
     target = os.path.dirname(CACHE) if spoil.endswith("dir") else CACHE
-    _must(client, f"{spoil.removesuffix(' dir')} {target}")
+    must_run(client, f"{spoil.removesuffix(' dir')} {target}")
     try:
         version, executed = _traced_audit(host)
         assert version == "1.10.1"
         assert "/usr/sbin/Orthanc" in executed
         if spoil.endswith("dir"):
-            assert "9.9.9" in _must(client, f"cat {CACHE}"), "nothing is written into an untrusted directory"
+            assert "9.9.9" in must_run(client, f"cat {CACHE}"), "nothing is written into an untrusted directory"
     finally:
-        _must(client, f"chmod 0700 {os.path.dirname(CACHE)}; rm -f {CACHE}")
+        must_run(client, f"chmod 0700 {os.path.dirname(CACHE)}; rm -f {CACHE}")
 
 
 def test_a_planted_value_in_a_root_only_file_is_believed(host):
     """The counterpart of the spoiled files (and what shows the trace can see a cached answer): the same lie in a
     root:root 0600 file is reported, so ownership and mode alone keep it out above."""
     _traced_audit(host)
-    _must(host["client"], f"sed -i 's/1\\.10\\.1/9.9.9/g' {CACHE}")
+    must_run(host["client"], f"sed -i 's/1\\.10\\.1/9.9.9/g' {CACHE}")
     try:
         version, executed = _traced_audit(host)
         assert version == "9.9.9"
         assert "/usr/sbin/Orthanc" not in executed
     finally:
-        _must(host["client"], f"rm -f {CACHE}")
+        must_run(host["client"], f"rm -f {CACHE}")
